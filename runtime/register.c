@@ -1,0 +1,196 @@
+/* Module registration with documentation, and the shared argument helpers
+ * that give every primitive the same calling convention (see docs). */
+#include "register.h"
+
+#include <lauxlib.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char DOCS_KEY = 'd'; /* registry: module name -> {summary=, funcs={...}} */
+
+void kr_newmodule(lua_State *L, const kr_module *m)
+{
+    int n = 0;
+    while (m->funcs[n].name) n++;
+    lua_createtable(L, 0, n);
+    int mod = lua_gettop(L);
+
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &DOCS_KEY) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &DOCS_KEY);
+    }
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, m->summary);
+    lua_setfield(L, -2, "summary");
+    lua_createtable(L, n, 0);
+    for (int i = 0; i < n; i++) {
+        const kr_func *f = &m->funcs[i];
+        lua_pushcfunction(L, f->fn);
+        lua_setfield(L, mod, f->name);
+        lua_createtable(L, 0, 4);
+        lua_pushstring(L, f->name);
+        lua_setfield(L, -2, "name");
+        lua_pushstring(L, f->signature);
+        lua_setfield(L, -2, "signature");
+        lua_pushstring(L, f->returns);
+        lua_setfield(L, -2, "returns");
+        lua_pushstring(L, f->doc);
+        lua_setfield(L, -2, "doc");
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setfield(L, -2, "funcs");
+    lua_setfield(L, -2, m->name);
+    lua_pop(L, 1);
+}
+
+int kr_host_docs(lua_State *L)
+{
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &DOCS_KEY) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+    }
+    return 1;
+}
+
+/* The name of the running C function, as "module.func", for messages. */
+static void where(lua_State *L, char *buf, size_t len)
+{
+    lua_Debug ar;
+    buf[0] = '\0';
+    if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar) && ar.name)
+        snprintf(buf, len, "%s", ar.name);
+}
+
+int kr_error(lua_State *L, const char *fmt, ...)
+{
+    char name[64], msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    where(L, name, sizeof name);
+    if (name[0]) return luaL_error(L, "%s: %s", name, msg);
+    return luaL_error(L, "%s", msg);
+}
+
+int kr_fail(lua_State *L, const char *code, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    lua_pushnil(L);
+    lua_pushstring(L, msg);
+    lua_pushstring(L, code);
+    return 3;
+}
+
+static int opt_field(lua_State *L, int idx, const char *key)
+{
+    if (lua_isnoneornil(L, idx)) {
+        lua_pushnil(L);
+        return LUA_TNIL;
+    }
+    luaL_checktype(L, idx, LUA_TTABLE);
+    return lua_getfield(L, idx, key);
+}
+
+const char *kr_opt_string(lua_State *L, int idx, const char *key, const char *def, size_t *len)
+{
+    int t = opt_field(L, idx, key);
+    if (t == LUA_TNIL) {
+        lua_pop(L, 1);
+        if (len) *len = def ? strlen(def) : 0;
+        return def;
+    }
+    if (t != LUA_TSTRING) {
+        lua_pop(L, 1);
+        kr_error(L, "option '%s' must be a string, got %s", key, lua_typename(L, t));
+    }
+    /* The string stays alive: it is referenced by the options table. */
+    const char *s = lua_tolstring(L, -1, len);
+    lua_pop(L, 1);
+    return s;
+}
+
+lua_Number kr_opt_number(lua_State *L, int idx, const char *key, lua_Number def)
+{
+    int t = opt_field(L, idx, key);
+    if (t == LUA_TNIL) {
+        lua_pop(L, 1);
+        return def;
+    }
+    if (t != LUA_TNUMBER) {
+        lua_pop(L, 1);
+        kr_error(L, "option '%s' must be a number, got %s", key, lua_typename(L, t));
+    }
+    lua_Number v = lua_tonumber(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+int kr_opt_bool(lua_State *L, int idx, const char *key, int def)
+{
+    int t = opt_field(L, idx, key);
+    if (t == LUA_TNIL) {
+        lua_pop(L, 1);
+        return def;
+    }
+    if (t != LUA_TBOOLEAN) {
+        lua_pop(L, 1);
+        kr_error(L, "option '%s' must be a boolean, got %s", key, lua_typename(L, t));
+    }
+    int v = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), row[64];
+    if (lb >= 63) return 99;
+    for (size_t j = 0; j <= lb; j++) row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t prev = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t cur = row[j];
+            size_t best = prev + (a[i - 1] != b[j - 1]);
+            if (row[j] + 1 < best) best = row[j] + 1;
+            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+            row[j] = best;
+            prev = cur;
+        }
+    }
+    return row[lb];
+}
+
+void kr_check_opts(lua_State *L, int idx, const char *func, const char *const known[])
+{
+    if (lua_isnoneornil(L, idx)) return;
+    if (!lua_istable(L, idx))
+        luaL_error(L, "%s: options must be a table, got %s", func, luaL_typename(L, idx));
+    idx = lua_absindex(L, idx);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "%s: option names must be strings", func);
+        const char *k = lua_tostring(L, -1);
+        const char *best = NULL;
+        size_t best_d = 3;
+        int found = 0;
+        for (int i = 0; known[i]; i++) {
+            if (strcmp(known[i], k) == 0) { found = 1; break; }
+            size_t d = edit_distance(k, known[i]);
+            if (d < best_d) { best_d = d; best = known[i]; }
+        }
+        if (!found) {
+            if (best) luaL_error(L, "%s: unknown option '%s' (did you mean '%s'?)", func, k, best);
+            luaL_error(L, "%s: unknown option '%s'", func, k);
+        }
+    }
+}

@@ -1,0 +1,394 @@
+/* The loop and the yield contract (see task.h), plus the small `kmsrun.core`
+ * module on which the Lua scheduler (stdlib/kmsrun/task.lua) is built:
+ * start, suspend, wake, cancel, run, stop, on_signal. */
+#include "task.h"
+#include "register.h"
+
+#include <lauxlib.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { W_PENDING, W_READY, W_CANCELLED };
+
+struct kr_wait {
+    lua_State *co;
+    int co_ref;        /* anchors the coroutine while it waits */
+    kr_push_fn push;
+    kr_cancel_fn cancel;
+    void *ctx;
+    char *what;        /* what the coroutine waits for, for diagnostics */
+    int state;
+    int completed;     /* the operation finished (ctx belongs to push) */
+    int start_nargs;   /* >= 0: a fresh coroutine to start with that many args */
+    kr_wait *next;
+};
+
+static struct {
+    struct event_base *base;
+    struct event *ready_ev;
+    struct event *sig_int, *sig_term;
+    kr_wait *ready_head, *ready_tail;
+    lua_State *L;      /* main state: resumes happen from here */
+    int stopped;
+} loop;
+
+static const char WAITS_KEY = 'w'; /* registry: thread -> lightuserdata(kr_wait) */
+static const char SIGNAL_KEY = 's'; /* registry: Lua signal callback */
+
+struct event_base *kr_loop_base(void) { return loop.base; }
+
+static void enqueue(kr_wait *w)
+{
+    w->next = NULL;
+    if (loop.ready_tail) loop.ready_tail->next = w; else loop.ready_head = w;
+    loop.ready_tail = w;
+    event_active(loop.ready_ev, EV_READ, 0);
+}
+
+/* [-0, +0, m] Uses co's own stack, balanced. */
+static void set_wait_entry(lua_State *co, kr_wait *w)
+{
+    lua_rawgetp(co, LUA_REGISTRYINDEX, &WAITS_KEY);
+    lua_pushthread(co);
+    if (w) lua_pushlightuserdata(co, w); else lua_pushnil(co);
+    lua_rawset(co, -3);
+    lua_pop(co, 1);
+}
+
+static kr_wait *find_wait(lua_State *L, int idx)
+{
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &WAITS_KEY);
+    lua_pushvalue(L, idx);
+    lua_rawget(L, -2);
+    kr_wait *w = lua_touserdata(L, -1);
+    lua_pop(L, 2);
+    return w;
+}
+
+static void wait_free(lua_State *L, kr_wait *w)
+{
+    luaL_unref(L, LUA_REGISTRYINDEX, w->co_ref);
+    free(w->what);
+    free(w);
+}
+
+static void resume(kr_wait *w)
+{
+    lua_State *co = w->co;
+    int nargs = 0, nres = 0;
+    if (w->start_nargs >= 0) {
+        nargs = w->start_nargs;
+        if (w->state == W_CANCELLED) { /* never started: nothing to unwind */
+            set_wait_entry(co, NULL);
+            wait_free(co, w);
+            return;
+        }
+    }
+    /* Keep the coroutine anchored across the resume; the wait (and its
+     * reference) is released by the continuation or right here. */
+    lua_rawgeti(loop.L, LUA_REGISTRYINDEX, w->co_ref);
+    int anchor = luaL_ref(loop.L, LUA_REGISTRYINDEX);
+    if (w->start_nargs >= 0) {
+        set_wait_entry(co, NULL);
+        wait_free(co, w);
+    }
+    int status = lua_resume(co, loop.L, nargs, &nres);
+    if (status == LUA_YIELD) {
+        lua_pop(co, nres);
+        lua_pushthread(co);
+        lua_xmove(co, loop.L, 1);
+        if (!find_wait(loop.L, -1)) {
+            /* A plain coroutine.yield() inside a task: let others run, then continue. */
+            kr_wait *again = calloc(1, sizeof *again);
+            again->co = co;
+            lua_pushvalue(loop.L, -1);
+            again->co_ref = luaL_ref(loop.L, LUA_REGISTRYINDEX);
+            again->start_nargs = 0;
+            again->state = W_READY;
+            enqueue(again);
+        }
+        lua_pop(loop.L, 1);
+    } else if (status != LUA_OK) {
+        /* Task bodies run under xpcall in task.lua, so this is a host bug or an
+         * error raised while handling an error: report it and stop. */
+        const char *msg = lua_tostring(co, -1);
+        fprintf(stderr, "kmsrun: uncaught error in task: %s\n", msg ? msg : "(non-string error)");
+        loop.stopped = 2;
+        event_base_loopbreak(loop.base);
+    }
+    luaL_unref(loop.L, LUA_REGISTRYINDEX, anchor);
+}
+
+static void ready_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd; (void)what; (void)arg;
+    kr_wait *w = loop.ready_head;
+    loop.ready_head = loop.ready_tail = NULL;
+    while (w) {
+        kr_wait *next = w->next;
+        resume(w);
+        w = next;
+    }
+}
+
+kr_wait *kr_wait_new(lua_State *L, const char *what, kr_push_fn push, kr_cancel_fn cancel, void *ctx)
+{
+    if (!lua_isyieldable(L) || L == loop.L)
+        luaL_error(L, "%s: cannot wait outside a task (call it from a runbook, a case or task.spawn)", what);
+    kr_wait *w = calloc(1, sizeof *w);
+    if (!w) luaL_error(L, "%s: out of memory", what);
+    w->co = L;
+    lua_pushthread(L);
+    w->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    w->push = push;
+    w->cancel = cancel;
+    w->ctx = ctx;
+    w->what = strdup(what);
+    w->state = W_PENDING;
+    w->start_nargs = -1;
+    return w;
+}
+
+static int wait_continue(lua_State *L, int status, lua_KContext kctx)
+{
+    (void)status;
+    kr_wait *w = (kr_wait *)kctx;
+    set_wait_entry(L, NULL);
+    if (w->state == W_CANCELLED) {
+        if (w->completed && w->push) { /* the result arrived before the cancel: drop it */
+            int n = w->push(L, w->ctx);
+            lua_pop(L, n);
+        }
+        wait_free(L, w);
+        return luaL_error(L, "cancelled");
+    }
+    int n = w->push ? w->push(L, w->ctx) : 0;
+    wait_free(L, w);
+    return n;
+}
+
+int kr_wait_yield(lua_State *L, kr_wait *w)
+{
+    set_wait_entry(L, w);
+    return lua_yieldk(L, 0, (lua_KContext)w, wait_continue);
+}
+
+void kr_wait_done(kr_wait *w)
+{
+    if (w->state != W_PENDING) return;
+    w->completed = 1;
+    w->state = W_READY;
+    enqueue(w);
+}
+
+/* ---- kmsrun.core --------------------------------------------------------- */
+
+static int l_start(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTHREAD);
+    lua_State *co = lua_tothread(L, 1);
+    if (lua_status(co) != LUA_OK || lua_gettop(co) != 1 || !lua_isfunction(co, 1))
+        return kr_error(L, "coroutine must be fresh (created by coroutine.create, not yet resumed)");
+    int nargs = lua_gettop(L) - 1;
+    lua_xmove(L, co, nargs);
+    kr_wait *w = calloc(1, sizeof *w);
+    w->co = co;
+    lua_pushvalue(L, 1);
+    w->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    w->start_nargs = nargs;
+    w->state = W_READY;
+    w->what = strdup("start");
+    set_wait_entry(co, w);
+    enqueue(w);
+    return 0;
+}
+
+typedef struct { int ref; } wake_ctx;
+
+static int push_woken(lua_State *L, void *ctx)
+{
+    wake_ctx *c = ctx;
+    int n = 0;
+    if (c->ref != LUA_NOREF) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref);
+        int t = lua_gettop(L);
+        n = (int)luaL_len(L, t);
+        luaL_checkstack(L, n, "too many values");
+        for (int i = 1; i <= n; i++) lua_rawgeti(L, t, i);
+        lua_remove(L, t);
+        luaL_unref(L, LUA_REGISTRYINDEX, c->ref);
+    }
+    free(c);
+    return n;
+}
+
+static void cancel_woken(void *ctx)
+{
+    wake_ctx *c = ctx;
+    luaL_unref(loop.L, LUA_REGISTRYINDEX, c->ref);
+    free(c);
+}
+
+static int l_suspend(lua_State *L)
+{
+    const char *what = luaL_optstring(L, 1, "suspend");
+    wake_ctx *c = calloc(1, sizeof *c);
+    c->ref = LUA_NOREF;
+    kr_wait *w = kr_wait_new(L, what, push_woken, cancel_woken, c);
+    return kr_wait_yield(L, w);
+}
+
+static int l_wake(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTHREAD);
+    kr_wait *w = find_wait(L, 1);
+    if (!w || w->push != push_woken || w->state != W_PENDING) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    int n = lua_gettop(L) - 1;
+    lua_createtable(L, n, 0);
+    for (int i = 1; i <= n; i++) {
+        lua_pushvalue(L, i + 1);
+        lua_rawseti(L, -2, i);
+    }
+    ((wake_ctx *)w->ctx)->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    kr_wait_done(w);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_cancel(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTHREAD);
+    kr_wait *w = find_wait(L, 1);
+    if (!w || w->state == W_CANCELLED) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    if (w->state == W_PENDING) {
+        if (w->cancel) w->cancel(w->ctx);
+        w->ctx = NULL;
+        w->state = W_CANCELLED;
+        enqueue(w);
+    } else {
+        w->state = W_CANCELLED; /* already queued; the continuation raises */
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_waiting(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTHREAD);
+    kr_wait *w = find_wait(L, 1);
+    if (!w) return 0;
+    lua_pushstring(L, w->what);
+    return 1;
+}
+
+static int l_run(lua_State *L)
+{
+    loop.stopped = 0;
+    event_base_dispatch(loop.base);
+    if (loop.stopped == 2) return luaL_error(L, "core.run: the loop stopped on an uncaught task error");
+    lua_pushboolean(L, loop.stopped);   /* false: nothing left to wait for */
+    return 1;
+}
+
+static int l_stop(lua_State *L)
+{
+    (void)L;
+    loop.stopped = 1;
+    event_base_loopbreak(loop.base);
+    return 0;
+}
+
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what; (void)arg;
+    lua_State *L = loop.L;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &SIGNAL_KEY);
+    if (!lua_isfunction(L, -1)) {
+        lua_pop(L, 1);
+        loop.stopped = 1;
+        event_base_loopbreak(loop.base);
+        return;
+    }
+    lua_pushstring(L, sig == SIGINT ? "SIGINT" : "SIGTERM");
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+        fprintf(stderr, "kmsrun: signal handler failed: %s\n", lua_tostring(L, -1));
+        lua_pop(L, 1);
+    }
+}
+
+static int l_on_signal(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_pushvalue(L, 1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &SIGNAL_KEY);
+    return 0;
+}
+
+static const kr_func core_funcs[] = {
+    {"start", l_start, "start(co, ...)", "nothing",
+     "Schedules the fresh coroutine `co` to run on the next loop turn with the given arguments. "
+     "Low level: runbooks use `task.spawn`."},
+    {"suspend", l_suspend, "suspend([what])", "the values passed to `wake`",
+     "Suspends the running task until another task calls `core.wake` on it. `what` describes the wait "
+     "for diagnostics. Raises `cancelled` if the task is cancelled while suspended."},
+    {"wake", l_wake, "wake(co, ...)", "boolean",
+     "Resumes a task suspended by `core.suspend` on a later loop turn, making `suspend` return the values. "
+     "Returns false if `co` is not suspended."},
+    {"cancel", l_cancel, "cancel(co)", "boolean",
+     "Aborts what the task `co` waits for (request, sleep, process wait) and makes that primitive raise "
+     "`cancelled` inside it. Returns false if `co` is not waiting."},
+    {"waiting", l_waiting, "waiting(co)", "string | nil",
+     "Describes what the task `co` is waiting for, e.g. `http.request POST https://127.0.0.1:4431/prpc/KMS.GetMeta`."},
+    {"run", l_run, "run()", "boolean",
+     "Runs the event loop until `core.stop` is called (returns true) or nothing is left to wait for (returns false)."},
+    {"stop", l_stop, "stop()", "nothing", "Makes `core.run` return after the current callback."},
+    {"on_signal", l_on_signal, "on_signal(fn)", "nothing",
+     "Calls `fn(name)` with `SIGINT` or `SIGTERM` when the process receives it. `fn` runs outside any task and "
+     "must not wait; it typically spawns a task that cancels the run and cleans up."},
+    {NULL, NULL, NULL, NULL, NULL}};
+
+static const kr_module core_module = {"kmsrun.core", "the event loop and task primitives the scheduler is built on", core_funcs};
+
+int luaopen_kmsrun_core(lua_State *L)
+{
+    kr_newmodule(L, &core_module);
+    return 1;
+}
+
+int kr_loop_init(lua_State *L)
+{
+    loop.L = L;
+    loop.base = event_base_new();
+    if (!loop.base) return -1;
+    loop.ready_ev = event_new(loop.base, -1, 0, ready_cb, NULL);
+    loop.sig_int = evsignal_new(loop.base, SIGINT, signal_cb, NULL);
+    loop.sig_term = evsignal_new(loop.base, SIGTERM, signal_cb, NULL);
+    evsignal_add(loop.sig_int, NULL);
+    evsignal_add(loop.sig_term, NULL);
+    lua_newtable(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &WAITS_KEY);
+    return 0;
+}
+
+void kr_loop_free(void)
+{
+    if (!loop.base) return;
+    while (loop.ready_head) { /* waits still queued when the state closed */
+        kr_wait *w = loop.ready_head;
+        loop.ready_head = w->next;
+        free(w->what);
+        free(w);
+    }
+    event_free(loop.ready_ev);
+    event_free(loop.sig_int);
+    event_free(loop.sig_term);
+    event_base_free(loop.base);
+    loop.base = NULL;
+}

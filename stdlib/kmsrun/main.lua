@@ -1,0 +1,2 @@
+-- placeholder replaced below
+return function(argv) return 0 end
