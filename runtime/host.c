@@ -16,6 +16,7 @@ int luaopen_kmsrun_proc(lua_State *L);
 int luaopen_kmsrun_archive(lua_State *L);
 int luaopen_kmsrun_crypto(lua_State *L);
 int luaopen_kmsrun_http(lua_State *L);
+int luaopen_kmsrun_httpd(lua_State *L);
 int luaopen_cjson_safe(lua_State *L);
 
 static const luaL_Reg host_modules[] = {
@@ -26,6 +27,7 @@ static const luaL_Reg host_modules[] = {
     {"kmsrun.archive", luaopen_kmsrun_archive},
     {"kmsrun.crypto", luaopen_kmsrun_crypto},
     {"kmsrun.http", luaopen_kmsrun_http},
+    {"kmsrun.httpd", luaopen_kmsrun_httpd},
     {"cjson", luaopen_cjson},
     {"cjson.safe", luaopen_cjson_safe},
     {NULL, NULL}};

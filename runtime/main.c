@@ -66,6 +66,7 @@ int main(int argc, char **argv)
     }
     /* Safety net: no child outlives kmsrun, whatever happened above. */
     kr_proc_kill_all();
+    kr_loop_shutdown(L);
     lua_close(L);
     kr_loop_free();
     curl_global_cleanup();

@@ -35,6 +35,16 @@ static struct {
 
 static const char WAITS_KEY = 'w'; /* registry: thread -> lightuserdata(kr_wait) */
 static const char SIGNAL_KEY = 's'; /* registry: Lua signal callback */
+static const char TASKS_KEY = 't'; /* registry: weak set of coroutines started as tasks */
+
+static int is_task(lua_State *L)
+{
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &TASKS_KEY);
+    lua_pushthread(L);
+    int yes = lua_rawget(L, -2) != LUA_TNIL;
+    lua_pop(L, 2);
+    return yes;
+}
 
 struct event_base *kr_loop_base(void) { return loop.base; }
 
@@ -58,6 +68,7 @@ static void set_wait_entry(lua_State *co, kr_wait *w)
 
 static kr_wait *find_wait(lua_State *L, int idx)
 {
+    idx = lua_absindex(L, idx);
     lua_rawgetp(L, LUA_REGISTRYINDEX, &WAITS_KEY);
     lua_pushvalue(L, idx);
     lua_rawget(L, -2);
@@ -134,7 +145,7 @@ static void ready_cb(evutil_socket_t fd, short what, void *arg)
 
 kr_wait *kr_wait_new(lua_State *L, const char *what, kr_push_fn push, kr_cancel_fn cancel, void *ctx)
 {
-    if (!lua_isyieldable(L) || L == loop.L)
+    if (!lua_isyieldable(L) || L == loop.L || !is_task(L))
         luaL_error(L, "%s: cannot wait outside a task (call it from a runbook, a case or task.spawn)", what);
     kr_wait *w = calloc(1, sizeof *w);
     if (!w) luaL_error(L, "%s: out of memory", what);
@@ -191,6 +202,11 @@ static int l_start(lua_State *L)
     if (lua_status(co) != LUA_OK || lua_gettop(co) != 1 || !lua_isfunction(co, 1))
         return kr_error(L, "coroutine must be fresh (created by coroutine.create, not yet resumed)");
     int nargs = lua_gettop(L) - 1;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &TASKS_KEY);
+    lua_pushvalue(L, 1);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
     lua_xmove(L, co, nargs);
     kr_wait *w = calloc(1, sizeof *w);
     w->co = co;
@@ -374,18 +390,46 @@ int kr_loop_init(lua_State *L)
     evsignal_add(loop.sig_term, NULL);
     lua_newtable(L);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &WAITS_KEY);
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &TASKS_KEY);
     return 0;
+}
+
+void kr_loop_shutdown(lua_State *L)
+{
+    /* Plain-yield entries are only in the queue; every other wait is in the table. */
+    for (kr_wait *w = loop.ready_head, *next; w; w = next) {
+        next = w->next;
+        if (!w->what) free(w);
+    }
+    loop.ready_head = loop.ready_tail = NULL;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &WAITS_KEY);
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        kr_wait *w = lua_touserdata(L, -1);
+        lua_pop(L, 1);
+        if (w->state == W_PENDING && w->cancel) {
+            w->cancel(w->ctx);
+        } else if (w->completed && w->state == W_READY && w->push) {
+            int top = lua_gettop(L);
+            w->push(L, w->ctx);
+            lua_settop(L, top);
+        }
+        free(w->what);
+        free(w);
+    }
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &WAITS_KEY);
 }
 
 void kr_loop_free(void)
 {
     if (!loop.base) return;
-    while (loop.ready_head) { /* waits still queued when the state closed */
-        kr_wait *w = loop.ready_head;
-        loop.ready_head = w->next;
-        free(w->what);
-        free(w);
-    }
     event_free(loop.ready_ev);
     event_free(loop.sig_int);
     event_free(loop.sig_term);

@@ -27,6 +27,8 @@ typedef void (*kr_cancel_fn)(void *ctx);
 /* Loop lifetime. */
 struct event_base *kr_loop_base(void);
 int kr_loop_init(lua_State *L);
+/* Before lua_close: abort every wait still pending, free every queued one. */
+void kr_loop_shutdown(lua_State *L);
 void kr_loop_free(void);
 
 /* [-0, +0, m] Create a wait for the running coroutine L. Raises a clear error

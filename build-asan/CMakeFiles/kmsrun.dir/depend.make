@@ -1,0 +1,2 @@
+# Empty dependencies file for kmsrun.
+# This may be replaced when dependencies are built.

@@ -1,0 +1,3 @@
+file(REMOVE_RECURSE
+  "libkmsrun_runtime.a"
+)

@@ -1,0 +1,128 @@
+-- Tasks: the scheduler written on kmsrun.core's start/suspend/wake/cancel.
+-- Each task is a coroutine; waiting primitives suspend only their own task.
+local core = require "kmsrun.core"
+
+local M = {}
+local Task = {}
+Task.__index = Task
+
+local live = setmetatable({}, { __mode = "k" }) -- task -> true while not done
+local by_co = setmetatable({}, { __mode = "k" }) -- coroutine -> task
+
+local function finish(t, ok, ...)
+  t.done, t.ok = true, ok
+  if ok then t.results = table.pack(...) else t.error = ... end
+  live[t] = nil
+  local waiters = t.waiters
+  t.waiters = {}
+  for _, co in ipairs(waiters) do core.wake(co) end
+  if t.on_done then t.on_done(t) end
+end
+
+--- Runs fn(...) in a new task; returns the task handle.
+function M.spawn(fn, ...)
+  if type(fn) ~= "function" then error("task.spawn: fn must be a function, got " .. type(fn), 2) end
+  local t = setmetatable({ done = false, waiters = {} }, Task)
+  t.co = coroutine.create(function(...)
+    t.started = true
+    local traceback
+    local function handler(e)
+      traceback = debug.traceback(type(e) == "string" and e or nil, 2)
+      return e
+    end
+    finish(t, xpcall(fn, handler, ...))
+    t.traceback = traceback
+  end)
+  by_co[t.co] = t
+  live[t] = true
+  core.start(t.co, ...)
+  return t
+end
+
+--- The task running the caller, or nil outside any task.
+function M.current()
+  return by_co[coroutine.running()]
+end
+
+local function wait_done(t)
+  while not t.done do
+    local me = coroutine.running()
+    t.waiters[#t.waiters + 1] = me
+    core.suspend("join " .. tostring(t))
+  end
+end
+
+--- Waits for the task; returns its results or re-raises its error object.
+function Task:join()
+  wait_done(self)
+  if self.ok then return table.unpack(self.results, 1, self.results.n) end
+  error(self.error, 0)
+end
+
+--- Cancels the task: what it waits for is aborted and it unwinds with "cancelled".
+function Task:cancel()
+  if self.done then return false end
+  if not self.started then
+    core.cancel(self.co)
+    finish(self, false, "cancelled")
+    return true
+  end
+  return core.cancel(self.co)
+end
+
+--- What the task is waiting for right now (for diagnostics), or nil.
+function Task:waiting()
+  return (not self.done) and core.waiting(self.co) or nil
+end
+
+function Task:__tostring()
+  return string.format("task %s (%s)", tostring(self.co):match("0x%x+") or "?",
+    self.done and (self.ok and "done" or "failed") or "running")
+end
+
+--- Every task not finished yet.
+function M.live()
+  local list = {}
+  for t in pairs(live) do list[#list + 1] = t end
+  return list
+end
+
+--- True if err is the error raised in a cancelled task.
+function M.is_cancelled(err)
+  return err == "cancelled" or (type(err) == "string" and err:match(": cancelled$") ~= nil)
+end
+
+--- Runs the functions concurrently and returns the first result of each, in order.
+-- The first error cancels the others (waiting for them to unwind) and is re-raised.
+function M.parallel(...)
+  local fns = table.pack(...)
+  local me = coroutine.running()
+  local tasks, failed = {}, nil
+  local function on_done(t)
+    if not t.ok and not failed then failed = t end
+    core.wake(me)
+  end
+  for i = 1, fns.n do
+    if type(fns[i]) ~= "function" then error("parallel: argument " .. i .. " must be a function, got " .. type(fns[i]), 2) end
+    tasks[i] = M.spawn(fns[i])
+    tasks[i].on_done = on_done
+  end
+  local function all_done()
+    for _, t in ipairs(tasks) do if not t.done then return false end end
+    return true
+  end
+  local ok, err = pcall(function()
+    while not all_done() and not failed do core.suspend("parallel") end
+  end)
+  if not ok or failed then
+    for _, t in ipairs(tasks) do t.on_done = nil; t:cancel() end
+    for _, t in ipairs(tasks) do wait_done(t) end
+    if not ok then error(err, 0) end
+    error(failed.error, 0)
+  end
+  local results = {}
+  for i, t in ipairs(tasks) do results[i] = t.results[1] end
+  return table.unpack(results, 1, fns.n)
+end
+
+return M

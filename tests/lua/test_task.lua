@@ -1,0 +1,48 @@
+local T = require "kmsrun.testing"
+local task = require "kmsrun.task"
+local time = require "kmsrun.time"
+
+T.test("sleep suspends only its own task", function()
+  local order = {}
+  local a = task.spawn(function() time.sleep(0.02); order[#order + 1] = "a" end)
+  local b = task.spawn(function() order[#order + 1] = "b" end)
+  a:join(); b:join()
+  T.eq(order, { "b", "a" })
+end)
+
+T.test("parallel returns results in order", function()
+  local x, y = task.parallel(function() time.sleep(0.01) return 1 end, function() return 2 end)
+  T.eq({ x, y }, { 1, 2 })
+end)
+
+T.test("parallel: first error cancels the rest and propagates", function()
+  local finished = false
+  local err = T.raises(function()
+    task.parallel(function() time.sleep(5); finished = true end, function() time.sleep(0.01); error("boom") end)
+  end, "boom")
+  T.eq(finished, false, "the sleeping sibling was cancelled")
+  T.match(err, "boom")
+end)
+
+T.test("to-be-closed variables run when a task is cancelled", function()
+  local closed = false
+  local t = task.spawn(function()
+    local guard <close> = setmetatable({}, { __close = function() closed = true end })
+    time.sleep(10)
+  end)
+  time.sleep(0.01)
+  T.ok(t:waiting():match("time.sleep"), "waiting reports the primitive")
+  t:cancel()
+  T.raises(function() t:join() end, "cancelled")
+  T.ok(closed, "guard closed")
+end)
+
+T.test("waiting outside a task is a clear error", function()
+  local ok, err = coroutine.resume(coroutine.create(function() time.sleep(0) end))
+  T.eq(ok, false)
+  T.match(err, "cannot wait outside a task")
+end)
+
+T.test("misuse raises with the function name", function()
+  T.raises(function() time.sleep(-1) end, "sleep: seconds must be >= 0")
+end)
