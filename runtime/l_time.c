@@ -38,6 +38,7 @@ static int l_sleep(lua_State *L)
 {
     lua_Number s = luaL_checknumber(L, 1);
     if (s < 0) return kr_error(L, "seconds must be >= 0, got %f", s);
+    kr_task_check(L, "time.sleep");
     sleep_op *op = calloc(1, sizeof *op);
     op->ev = evtimer_new(kr_loop_base(), sleep_cb, op);
     op->w = kr_wait_new(L, "time.sleep", push_slept, cancel_sleep, op);

@@ -143,10 +143,15 @@ static void ready_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-kr_wait *kr_wait_new(lua_State *L, const char *what, kr_push_fn push, kr_cancel_fn cancel, void *ctx)
+void kr_task_check(lua_State *L, const char *what)
 {
     if (!lua_isyieldable(L) || L == loop.L || !is_task(L))
         luaL_error(L, "%s: cannot wait outside a task (call it from a runbook, a case or task.spawn)", what);
+}
+
+kr_wait *kr_wait_new(lua_State *L, const char *what, kr_push_fn push, kr_cancel_fn cancel, void *ctx)
+{
+    kr_task_check(L, what);
     kr_wait *w = calloc(1, sizeof *w);
     if (!w) luaL_error(L, "%s: out of memory", what);
     w->co = L;

@@ -31,6 +31,10 @@ int kr_loop_init(lua_State *L);
 void kr_loop_shutdown(lua_State *L);
 void kr_loop_free(void);
 
+/* [-0, +0, e] Raise "<what>: cannot wait outside a task" unless L is a task
+ * that can yield. Call it before allocating anything for the operation. */
+void kr_task_check(lua_State *L, const char *what);
+
 /* [-0, +0, m] Create a wait for the running coroutine L. Raises a clear error
  * ("<what>: cannot wait outside a task") when L cannot yield. */
 kr_wait *kr_wait_new(lua_State *L, const char *what, kr_push_fn push, kr_cancel_fn cancel, void *ctx);
