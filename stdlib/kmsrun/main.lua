@@ -32,6 +32,20 @@ return function(argv)
   elseif cmd == "test" then
     table.remove(args, 1)
     return run_in_task(require("kmsrun.testing").run, args)
+  elseif cmd == "serve" then
+    -- kmsrun serve NAME ARGS...: runs module kmsrun.serve.<name> (dashes become underscores),
+    -- which returns function(args) -> exit code, called inside a task.
+    local name = args[2]
+    if not name then
+      io.stderr:write("usage: kmsrun serve auth|kms-sim [options]\n")
+      return 2
+    end
+    local ok, serve = pcall(require, "kmsrun.serve." .. name:gsub("-", "_"))
+    if not ok then
+      io.stderr:write("kmsrun serve: unknown service '", name, "'\n")
+      return 2
+    end
+    return run_in_task(serve, { table.unpack(args, 3) })
   end
   io.stderr:write("usage: kmsrun [options] RUNBOOK.lua | kmsrun test FILE...\n")
   return 2

@@ -93,8 +93,8 @@ function T.run(files)
         failed = failed + 1
         if task.is_cancelled(e) then e = "timed out after " .. t.timeout .. " s (hang?)" end
         io.stdout:write(string.format("not ok %d - %s\n", i, t.name))
-        io.stdout:write("  ", tostring(e):gsub("\n", "\n  "), "\n")
-        if worker.traceback then io.stdout:write("  ", worker.traceback:gsub("\n", "\n  "), "\n") end
+        local detail = (not task.is_cancelled(worker.error) and worker.traceback) or tostring(e)
+        io.stdout:write("  ", (detail:gsub("\n", "\n  ")), "\n")
       end
       io.stdout:flush()
     end

@@ -1,0 +1,146 @@
+#include "fs.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int fail(char *err, size_t errlen, const char *what, const char *path)
+{
+    int e = errno;
+    snprintf(err, errlen, "%s '%s': %s", what, path, strerror(e));
+    errno = e;
+    return -1;
+}
+
+static int write_all(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static void fsync_parent(const char *path)
+{
+    char *copy = strdup(path);
+    int dfd = open(dirname(copy), O_RDONLY | O_DIRECTORY);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    free(copy);
+}
+
+int kr_fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode, char *err, size_t errlen)
+{
+    size_t n = strlen(path) + 16;
+    char *tmp = malloc(n);
+    snprintf(tmp, n, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        fail(err, errlen, "cannot create", tmp);
+        free(tmp);
+        return -1;
+    }
+    if (fchmod(fd, mode) != 0 || write_all(fd, data, len) != 0 || fsync(fd) != 0) {
+        int e = errno;
+        close(fd);
+        unlink(tmp);
+        errno = e;
+        fail(err, errlen, "cannot write", path);
+        free(tmp);
+        return -1;
+    }
+    close(fd);
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        errno = e;
+        fail(err, errlen, "cannot rename into", path);
+        free(tmp);
+        return -1;
+    }
+    free(tmp);
+    fsync_parent(path);
+    return 0;
+}
+
+int kr_fs_append(const char *path, const void *data, size_t len, mode_t mode, int sync, char *err, size_t errlen)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, mode);
+    if (fd < 0) return fail(err, errlen, "cannot open", path);
+    if (write_all(fd, data, len) != 0 || (sync && fsync(fd) != 0)) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return fail(err, errlen, "cannot append to", path);
+    }
+    close(fd);
+    return 0;
+}
+
+int kr_fs_mkdir_p(const char *path, mode_t mode, char *err, size_t errlen)
+{
+    char *copy = strdup(path);
+    size_t len = strlen(copy);
+    for (size_t i = 1; i <= len; i++) {
+        if (copy[i] != '/' && copy[i] != '\0') continue;
+        char saved = copy[i];
+        copy[i] = '\0';
+        if (mkdir(copy, mode) != 0 && errno != EEXIST) {
+            fail(err, errlen, "cannot create directory", copy);
+            free(copy);
+            return -1;
+        }
+        copy[i] = saved;
+    }
+    free(copy);
+    struct stat st;
+    if (stat(path, &st) != 0) return fail(err, errlen, "cannot create directory", path);
+    if (!S_ISDIR(st.st_mode)) {
+        errno = ENOTDIR;
+        return fail(err, errlen, "cannot create directory", path);
+    }
+    return 0;
+}
+
+int kr_fs_remove_tree(const char *path, char *err, size_t errlen)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0) return errno == ENOENT ? 0 : fail(err, errlen, "cannot stat", path);
+    if (S_ISDIR(st.st_mode)) {
+        DIR *d = opendir(path);
+        if (!d) return fail(err, errlen, "cannot open directory", path);
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+            size_t n = strlen(path) + strlen(e->d_name) + 2;
+            char *child = malloc(n);
+            snprintf(child, n, "%s/%s", path, e->d_name);
+            int r = kr_fs_remove_tree(child, err, errlen);
+            free(child);
+            if (r != 0) {
+                closedir(d);
+                return -1;
+            }
+        }
+        closedir(d);
+        if (rmdir(path) != 0) return fail(err, errlen, "cannot remove", path);
+        return 0;
+    }
+    if (unlink(path) != 0) return fail(err, errlen, "cannot remove", path);
+    return 0;
+}

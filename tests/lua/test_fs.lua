@@ -1,0 +1,59 @@
+local T = require "kmsrun.testing"
+local fs = require "kmsrun.fs"
+local archive = require "kmsrun.archive"
+
+local dir = fs.tmpdir("kmsrun-test-fs")
+
+T.test("write is atomic, owner-only by default, and replaces content", function()
+  local path = dir .. "/a.json"
+  T.ok(fs.write(path, "first"))
+  T.ok(fs.write(path, "second"))
+  T.eq(fs.read(path), "second")
+  T.eq(fs.stat(path).mode, 384)
+  T.eq(fs.list(dir), { "a.json" }, "no temp file left behind")
+  T.ok(fs.write(dir .. "/b", "x", { mode = 420 }))
+  T.eq(fs.stat(dir .. "/b").mode, 420)
+end)
+
+T.test("append accumulates", function()
+  local path = dir .. "/log"
+  fs.append(path, "a\n")
+  fs.append(path, "b\n", { sync = true })
+  T.eq(fs.read(path), "a\nb\n")
+end)
+
+T.test("mkdir -p, exists, list, remove", function()
+  T.ok(fs.mkdir(dir .. "/x/y/z"))
+  T.ok(fs.mkdir(dir .. "/x/y/z"), "existing directory is fine")
+  T.eq({ fs.exists(dir .. "/x/y") }, { true, "directory" })
+  T.eq(fs.stat(dir .. "/x").mode, 448)
+  T.ok(fs.remove(dir .. "/x"))
+  T.eq(fs.exists(dir .. "/x"), false)
+  T.ok(fs.remove(dir .. "/never-existed"))
+end)
+
+T.test("world failures return nil, message, code", function()
+  local data, err, code = fs.read(dir .. "/missing")
+  T.eq({ data, code }, { nil, "ENOENT" })
+  T.contains(err, "fs.read: cannot open")
+  local ok, err2, code2 = fs.write("/proc/kmsrun-cannot-write/x", "y")
+  T.eq(ok, nil)
+  T.ok(code2 == "ENOENT" or code2 == "EACCES", code2)
+  T.contains(err2, "fs.write:")
+end)
+
+T.test("targz archives a tree, lists and reads entries back", function()
+  local root = dir .. "/bundle"
+  fs.mkdir(root .. "/logs")
+  fs.write(root .. "/report.json", '{"status":"passed"}')
+  fs.write(root .. "/logs/kms.log", "line\n")
+  local out = root .. "/evidence.tar.gz"
+  T.ok(archive.targz(root, out, { prefix = "run-1" }))
+  T.eq(fs.stat(out).mode, 384)
+  local names = {}
+  for _, e in ipairs(archive.list(out)) do names[#names + 1] = e.name end
+  T.eq(names, { "run-1/logs/kms.log", "run-1/report.json" }, "sorted, archive itself excluded")
+  T.eq(archive.read(out, "run-1/report.json"), '{"status":"passed"}')
+  local none, _, code = archive.read(out, "run-1/nope")
+  T.eq({ none, code }, { nil, "ENOENT" })
+end)
