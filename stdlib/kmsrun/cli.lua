@@ -1,0 +1,93 @@
+-- Command-line parsing for `kmsrun [options] RUNBOOK.lua`.
+local M = {}
+
+M.usage = [[
+usage: kmsrun [options] RUNBOOK.lua
+       kmsrun RUNBOOK.lua --help       show the runbook's description, variables and cases
+       kmsrun check RUNBOOK.lua        load without side effects and report mistakes
+       kmsrun plan RUNBOOK.lua         show what would run, start nothing
+       kmsrun doc [NAME]               the runbook author reference
+       kmsrun serve auth|kms-sim ...   run the auth-policy server or the KMS emulator
+       kmsrun test FILE...             run Lua test files
+
+options:
+  --var NAME=VALUE   set a runbook variable (repeatable)
+  --target NAME      sim (default: kmsrun's KMS emulator), local, vmm
+  --out DIR          output directory (default kmsrun-out/<runbook>-<time>)
+  --case SEL         run only the cases whose number or name matches (repeatable)
+  --tag TAG          run only the cases with this tag (repeatable)
+  --keep-going       continue after a failing case (default: stop, the rest are skipped)
+  --list             list the cases and exit
+  --events FILE      write the NDJSON event stream to FILE ('-' for stdout)
+  -v, --verbose      show every step as it starts
+  -q, --quiet        show only failures and the summary
+  --version          print the version
+  -h, --help         this help
+
+exit codes: 0 passed, 1 a case failed, 2 usage or runbook error, 3 infrastructure
+error, 5 cleanup failed, 6 secret leaked into the output, 130 interrupted
+]]
+
+--- Parses argv (a list); returns opts | nil, error message.
+function M.parse(args)
+  local o = { vars = {}, cases = {}, tags = {}, target = "sim" }
+  local i = 1
+  local function value(flag)
+    i = i + 1
+    if args[i] == nil then return nil, flag .. " needs a value" end
+    return args[i]
+  end
+  while i <= #args do
+    local a = args[i]
+    local flag, inline = a:match("^(%-%-[%w-]+)=(.*)$")
+    if flag then a = flag end
+    local function take()
+      if inline then return inline end
+      return value(a)
+    end
+    local v, err
+    if a == "--var" then
+      v, err = take()
+      if not v then return nil, err end
+      local name, val = v:match("^([%a_][%w_]*)=(.*)$")
+      if not name then return nil, "--var expects NAME=VALUE, got '" .. v .. "'" end
+      o.vars[name] = val
+    elseif a == "--target" then
+      o.target, err = take()
+    elseif a == "--out" then
+      o.out, err = take()
+    elseif a == "--case" then
+      v, err = take(); o.cases[#o.cases + 1] = v
+    elseif a == "--tag" then
+      v, err = take(); o.tags[#o.tags + 1] = v
+    elseif a == "--events" then
+      o.events, err = take()
+    elseif a == "--keep-going" then
+      o.keep_going = true
+    elseif a == "--list" then
+      o.list = true
+    elseif a == "-v" or a == "--verbose" then
+      o.verbose = true
+    elseif a == "-q" or a == "--quiet" then
+      o.quiet = true
+    elseif a == "-h" or a == "--help" then
+      o.help = true
+    elseif a == "--version" then
+      o.version = true
+    elseif a:sub(1, 1) == "-" and a ~= "-" then
+      return nil, "unknown option " .. a
+    elseif o.runbook then
+      return nil, "only one runbook per run (got '" .. o.runbook .. "' and '" .. a .. "')"
+    else
+      o.runbook = a
+    end
+    if err then return nil, err end
+    if (a == "--target" or a == "--out" or a == "--case" or a == "--tag" or a == "--events") and not inline and args[i] == nil then
+      return nil, a .. " needs a value"
+    end
+    i = i + 1
+  end
+  return o
+end
+
+return M

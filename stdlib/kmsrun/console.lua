@@ -1,0 +1,76 @@
+-- What the terminal shows: live progress (case, step, pass/fail) and, on a
+-- failure, the expected and the actual. Everything else goes to the bundle.
+local Console = {}
+Console.__index = Console
+
+local M = {}
+
+function M.new(opts)
+  return setmetatable({ quiet = opts.quiet, verbose = opts.verbose, out = io.stdout }, Console)
+end
+
+function Console:write(...)
+  self.out:write(...)
+  self.out:flush()
+end
+
+function Console:line(s)
+  if not self.quiet then self:write(s, "\n") end
+end
+
+function Console:banner(run)
+  self:line(string.format("kmsrun %s: %s on target %s (%s)", run.version, run.runbook.path, run.target.name, run.target.summary))
+  self:line("output: " .. run.evidence.dir)
+end
+
+function Console:case_start(case, index, total)
+  self:line(string.format("\ncase %d/%d: %s", index, total, case.name))
+end
+
+function Console:section(name)
+  self:line("\n" .. name)
+end
+
+function Console:step_start(step)
+  if self.verbose then self:line("  ... " .. step.name) end
+end
+
+local function indent(s, prefix)
+  return (tostring(s):gsub("\n", "\n" .. prefix))
+end
+
+function Console:step_end(step)
+  local mark = ({ passed = "ok  ", failed = "FAIL", error = "ERR ", interrupted = "INT " })[step.status] or step.status
+  local line = string.format("  [%s] %s (%.0f ms)", mark, step.name, (step.duration or 0) * 1000)
+  if step.status == "passed" then
+    self:line(line)
+    return
+  end
+  -- Failures are shown even in quiet mode.
+  self:write(line, "\n")
+  if step.location then self:write("         at ", step.location, "\n") end
+  if step.expected ~= nil then self:write("         expected: ", indent(step.expected, "                   "), "\n") end
+  if step.actual ~= nil then self:write("         actual:   ", indent(step.actual, "                   "), "\n") end
+  if step.detail then self:write("         ", indent(step.detail, "         "), "\n") end
+end
+
+function Console:case_end(case)
+  local s = string.upper(case.status)
+  if case.status == "passed" then
+    self:line(string.format("  %s (%.2f s)", s, case.duration or 0))
+  else
+    self:write(string.format("  %s (%.2f s)%s\n", s, case.duration or 0, case.error and (": " .. indent(case.error, "    ")) or ""))
+  end
+end
+
+function Console:progress(msg)
+  if not self.quiet then self:write("  ... ", msg, "\n") end
+end
+
+function Console:summary(run, counts)
+  self:write(string.format("\ncases: %d passed, %d failed, %d skipped\n", counts.passed, counts.failed, counts.skipped))
+  self:write(string.format("report: %s\n", run.evidence:path("report.json")))
+  if run.archive_path then self:write("evidence: ", run.archive_path, "\n") end
+end
+
+return M

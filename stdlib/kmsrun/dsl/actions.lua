@@ -1,0 +1,312 @@
+-- The run-time primitives of the DSL: deploy, wait_ready, capture_attestation,
+-- rpc, finish, set_policy, parallel, sleep, step, log, archive.
+local api = require "kmsrun.api"
+local steps = require "kmsrun.dsl.steps"
+local prpc = require "kmsrun.prpc"
+local http = require "kmsrun.http"
+local task = require "kmsrun.task"
+local time = require "kmsrun.time"
+local json = require "kmsrun.json"
+local redact = require "kmsrun.redact"
+local events = require "kmsrun.events"
+local policies = require "kmsrun.policies"
+
+local M = {}
+
+local function run() return steps.context().run end
+
+local function names(hs)
+  local n = {}
+  for _, h in ipairs(hs) do n[#n + 1] = h.name end
+  return table.concat(n, ", ")
+end
+
+local function require_deployed(h, what)
+  if not h.deployed then
+    api.usage_error(string.format("%s: %s is not deployed yet (call deploy(%s) first)", what, h.name, h.name))
+  end
+end
+
+M.deploy = api.define {
+  name = "deploy", group = "topology",
+  signature = "deploy(kms, ...)", returns = "nothing",
+  args = { { "kms", "kms", variadic = true } },
+  doc = [[Starts the given KMS instances on the run's target, concurrently. Each one is configured in onboard mode (`core.onboard.enabled = true`, empty `auto_bootstrap_domain`) with webhook auth pointing at its auth server as reachable from where the KMS runs. Its removal is registered for cleanup the moment it is created. Fails the step (with the tail of the instance's log) if an instance cannot be started.]],
+  example = [[deploy(src, dst)]],
+  fn = function(...)
+    local hs = { ... }
+    return steps.run("deploy " .. names(hs), function(step)
+      local r = run()
+      local fns = {}
+      for _, h in ipairs(hs) do
+        fns[#fns + 1] = function() return r:deploy(h) end
+      end
+      task.parallel(table.unpack(fns))
+      local urls = {}
+      for _, h in ipairs(hs) do urls[#urls + 1] = h.name .. " " .. h.onboard_url end
+      step.actual = table.concat(urls, "; ")
+    end)
+  end,
+}
+
+local function probe(h)
+  if h.mode == "runtime" then return "KMS.GetMeta", h.runtime_url end
+  return "Onboard.GetAttestationInfo", h.onboard_url
+end
+
+local function wait_one(h, opts, console)
+  local r = run()
+  local deadline = time.now() + opts.timeout
+  local interval = opts.interval
+  local attempts, last = 0, "no attempt yet"
+  if h.mode == "runtime" then
+    local ok, err = r:runtime_ready(h, deadline)
+    if not ok then steps.fail("runtime endpoint of " .. h.name .. " announced", err) end
+  end
+  local method, base = probe(h)
+  local started = time.now()
+  local next_report = started + 2
+  while true do
+    attempts = attempts + 1
+    local res, err = prpc.call(base, method, nil, { timeout = math.max(1, math.min(10, deadline - time.now())) })
+    if res and res.status == 200 then
+      events.emit("ready", { kms = h.name, probe = method, attempts = attempts, waited = time.now() - started })
+      return attempts
+    end
+    last = res and string.format("HTTP %d %s", res.status, res.error or res.raw:sub(1, 200)) or err
+    events.emit("retry", { kms = h.name, probe = method, attempt = attempts, result = last })
+    if time.now() >= deadline then
+      steps.fail(string.format("HTTP 200 from %s %s within %g s", h.name, method, opts.timeout),
+        string.format("%s after %d attempts", last, attempts), r:log_tail(h))
+    end
+    if time.now() >= next_report then
+      console:progress(string.format("waiting for %s %s (%.0f s, last: %s)", h.name, method, time.now() - started, last))
+      next_report = time.now() + 10
+    end
+    time.sleep(math.min(interval, math.max(0, deadline - time.now())))
+    interval = math.min(interval * opts.backoff, opts.max_interval)
+  end
+end
+
+M.wait_ready = api.define {
+  name = "wait_ready", group = "topology",
+  signature = "wait_ready(kms, ..., [opts])", returns = "nothing",
+  args = { { "kms", "kms", variadic = true } },
+  doc = [[Waits until every given KMS answers on its real endpoint — never a VM status: in onboard mode `Onboard.GetAttestationInfo`, after `finish` `KMS.GetMeta` over TLS; only an HTTP 200 counts. Polls with backoff and shows progress. A trailing options table may set `timeout` (seconds, default from the target: 30 on sim, 600 on vmm), `interval` (first delay, default 0.01), `backoff` (factor, default 1.5) and `max_interval` (default 2). On timeout the step fails with the last answer and the tail of the instance's log.]],
+  example = [[wait_ready(src, dst)
+wait_ready(src, { timeout = 900 })]],
+  fn = function(...)
+    local args = table.pack(...)
+    local opts = {}
+    if type(args[args.n]) == "table" and args[args.n].__kind == nil then
+      opts = args[args.n]
+      args.n = args.n - 1
+      for k in pairs(opts) do
+        if not ({ timeout = 1, interval = 1, backoff = 1, max_interval = 1 })[k] then
+          api.usage_error("wait_ready: unknown option '" .. tostring(k) .. "'")
+        end
+      end
+    end
+    local hs = {}
+    for i = 1, args.n do
+      if type(args[i]) ~= "table" or args[i].__kind ~= "kms" then
+        api.usage_error(string.format("wait_ready: argument #%d must be a kms handle, got %s", i, type(args[i])))
+      end
+      require_deployed(args[i], "wait_ready")
+      hs[#hs + 1] = args[i]
+    end
+    local r = run()
+    local defaults = r.target.wait_defaults or {}
+    local o = {
+      timeout = opts.timeout or defaults.timeout or 30,
+      interval = opts.interval or defaults.interval or 0.01,
+      backoff = opts.backoff or 1.5,
+      max_interval = opts.max_interval or defaults.max_interval or 2,
+    }
+    local modes = {}
+    for _, h in ipairs(hs) do modes[#modes + 1] = h.name .. " (" .. h.mode .. ")" end
+    return steps.run("wait_ready " .. table.concat(modes, ", "), function(step)
+      local fns = {}
+      for _, h in ipairs(hs) do fns[#fns + 1] = function() return wait_one(h, o, r.console) end end
+      local counts = { task.parallel(table.unpack(fns)) }
+      step.expected = "HTTP 200 from the probe"
+      step.actual = "ready after " .. table.concat(counts, ", ") .. " probe(s)"
+    end)
+  end,
+}
+
+M.capture_attestation = api.define {
+  name = "capture_attestation", group = "topology",
+  signature = "capture_attestation(kms, ...)", returns = "nothing",
+  args = { { "kms", "kms", variadic = true } },
+  doc = [[Calls `Onboard.GetAttestationInfo` on each KMS, checks it returns `device_id`, `mr_aggregated` and `os_image_hash`, stores the result as `kms.attestation` (the input of `allow`, `deny_by_mr`) and saves it as evidence `attestation/<name>.json`. Policies must be built from this run's attestation: `mr_aggregated` changes on every redeploy.]],
+  example = [[capture_attestation(src, dst)
+log("src MR %s", src.attestation.mr_aggregated)]],
+  fn = function(...)
+    local hs = { ... }
+    return steps.run("capture_attestation " .. names(hs), function(step)
+      local r = run()
+      for _, h in ipairs(hs) do
+        require_deployed(h, "capture_attestation")
+        local res = r:rpc(h, "Onboard.GetAttestationInfo", nil, {})
+        if not res.ok then
+          steps.fail("attestation info of " .. h.name, string.format("HTTP %d %s", res.status, res.error or res.raw))
+        end
+        for _, f in ipairs({ "device_id", "mr_aggregated", "os_image_hash" }) do
+          if type(res.body[f]) ~= "string" or res.body[f] == "" then
+            steps.fail(h.name .. " attestation with field " .. f, json.encode(res.body))
+          end
+        end
+        h.attestation = res.body
+        r.evidence:json("attestation/" .. h.name .. ".json", res.body)
+      end
+      step.actual = "captured"
+    end)
+  end,
+}
+
+M.rpc = api.define {
+  name = "rpc", group = "rpc",
+  signature = "rpc(kms, method, [body], [opts])", returns = "response",
+  args = { { "kms", "kms" }, { "method", "string" }, { "body", "table|string?" },
+    { "opts", "table?", options = { save = true, timeout = true, client_cert = true } } },
+  doc = [[Calls a prpc method (`Onboard.*` on the onboard endpoint, `KMS.*` on the runtime TLS endpoint) with a JSON body (default `{}`) and returns the response **whatever the HTTP status**: `res.status`, `res.body` (decoded JSON), `res.error` (the RPC error string, or nil), `res.ok` (200 and no error), `res.time`. An RPC error is data for `expect_error`, not an exception; only a transport failure (refused, timeout, TLS) fails the step. Every call goes to the transcript with private keys redacted; `opts.save = "name"` also saves the redacted response as evidence `rpc/<name>.json`. `opts.timeout` (seconds, default 30). `opts.client_cert = {cert=, key=}` presents a client certificate.]],
+  example = [[local res = rpc(src, "Onboard.Bootstrap", { domain = var.src_domain }, { save = "bootstrap-src-denied" })
+expect_error(res, "KMS is not allowed to bootstrap: boot denied: ")]],
+  fn = function(h, method, body, opts)
+    require_deployed(h, "rpc")
+    return steps.run(string.format("rpc %s %s", h.name, method), function(step)
+      local res = run():rpc(h, method, body, opts or {})
+      step.actual = string.format("HTTP %d%s", res.status, res.error and (": " .. res.error) or "")
+      return res
+    end)
+  end,
+}
+
+M.finish = api.define {
+  name = "finish", group = "rpc",
+  signature = "finish(kms)", returns = "nothing",
+  args = { { "kms", "kms" } },
+  doc = [[Ends onboard mode with `GET /finish` (not POST) and expects `OK`; the KMS then serves `KMS.*` over TLS on its runtime endpoint, so the handle switches to runtime mode. Follow it with `wait_ready(kms)`.]],
+  example = [[finish(src)
+wait_ready(src)]],
+  fn = function(h)
+    require_deployed(h, "finish")
+    return steps.run("finish " .. h.name, function(step)
+      local r = run()
+      local url = h.onboard_url .. "/finish"
+      local res, err = http.request(url, { timeout = 30 })
+      r:transcript({ kms = h.name, method = "GET /finish", url = url, status = res and res.status, response = res and res.body, error = err, duration = res and res.time })
+      if not res or res.status ~= 200 or res.body ~= "OK" then
+        steps.fail("HTTP 200 OK from GET /finish", res and string.format("HTTP %d %s", res.status, res.body) or err, r:log_tail(h))
+      end
+      h.mode = "runtime"
+      step.actual = "OK"
+    end)
+  end,
+}
+
+M.source_url = api.define {
+  name = "source_url", group = "rpc",
+  signature = "source_url(kms)", returns = "string",
+  args = { { "kms", "kms" } },
+  doc = [[The `source_url` another KMS must use to onboard from this one: its runtime prpc URL as seen from inside another CVM (`https://10.0.2.2:<port>/prpc` on vmm, loopback on sim), never the operator's `127.0.0.1`.]],
+  example = [[rpc(dst, "Onboard.Onboard", { source_url = source_url(src), domain = var.dst_domain })]],
+  fn = function(h)
+    require_deployed(h, "source_url")
+    return h.guest.runtime_url .. "/prpc"
+  end,
+}
+
+M.set_policy = api.define {
+  name = "set_policy", group = "policy",
+  signature = "set_policy(auth, policy)", returns = "version",
+  args = { { "auth", "auth" }, { "policy", "policy|table" } },
+  doc = [[Replaces the auth server's policy atomically and confirms the server serves it before the next step (version and SHA-256 checked). `policy` is built by `deny_all()`, `allow(...)`, `deny_by_mr(...)`, or is a free-form auth-simple config table. The snapshot is saved as evidence `policies/<n>-<auth>.json` and every later step records which policy version was in force.]],
+  example = [[set_policy(auth_src, deny_by_mr(src))
+set_policy(auth_src, allow(src, dst))]],
+  fn = function(auth, policy)
+    if policy.__kind ~= "policy" then policy = policies.custom(policy) end
+    return steps.run(string.format("set_policy %s = %s", auth.name, policy.description), function(step)
+      local version, sha = run():set_policy(auth, policy)
+      step.actual = string.format("version %d, sha256 %s, live", version, sha:sub(1, 12))
+      return version
+    end)
+  end,
+}
+
+M.parallel = api.define {
+  name = "parallel", group = "flow",
+  signature = "parallel(fn, ...)", returns = "the first result of each function",
+  args = { { "fn", "function", variadic = true } },
+  doc = [[Runs the functions concurrently and returns the first result of each, in order. The first error cancels the others (their cleanups run) and is raised.]],
+  example = [[local a, b = parallel(function() return rpc(src, "KMS.GetMeta") end,
+                       function() return rpc(dst, "KMS.GetMeta") end)]],
+  fn = task.parallel,
+}
+
+M.sleep = api.define {
+  name = "sleep", group = "flow",
+  signature = "sleep(seconds)", returns = "nothing",
+  args = { { "seconds", "number" } },
+  doc = [[Waits; other tasks keep running. Prefer `wait_ready` to sleeping for readiness.]],
+  example = [[sleep(0.5)]],
+  fn = time.sleep,
+}
+
+M.step = api.define {
+  name = "step", group = "flow",
+  signature = "step(name, fn)", returns = "what fn returns",
+  args = { { "name", "string" }, { "fn", "function" } },
+  doc = [[Records `fn` as one named step: the actions inside it are part of that step in the report.]],
+  example = [[step("onboard dst from src", function()
+  expect_ok(rpc(dst, "Onboard.Onboard", { source_url = source_url(src), domain = var.dst_domain }))
+end)]],
+  fn = function(name, fn) return steps.run(name, function() return fn() end) end,
+}
+
+M.log = api.define {
+  name = "log", group = "flow",
+  signature = "log(format, ...)", returns = "nothing",
+  args = { { "format", "string" } },
+  doc = [[Prints a line (string.format) to the terminal and records it in the report of the current case.]],
+  example = [[log("src MR %s", src.attestation.mr_aggregated)]],
+  fn = function(fmt, ...)
+    local msg = string.format(fmt, ...)
+    run():note(msg)
+  end,
+}
+
+M.save = api.define {
+  name = "save", group = "evidence",
+  signature = "save(name, value)", returns = "path",
+  args = { { "name", "string" }, { "value", "any" } },
+  doc = [[Saves a value (table as JSON, or string) as evidence `saved/<name>.json` (secrets redacted).]],
+  example = [[save("dst-meta", rpc(dst, "KMS.GetMeta").body)]],
+  fn = function(name, value)
+    local r = run()
+    if type(value) == "table" and value.__kind == "response" then value = value.body end
+    if type(value) == "table" then value = redact.response(value) end
+    return r.evidence:write("saved/" .. name .. ".json", type(value) == "string" and value or json.encode(value, { pretty = true }))
+  end,
+}
+
+M.secret = api.define {
+  name = "secret", group = "evidence",
+  signature = "secret(value)", returns = "value",
+  args = { { "value", "string" } },
+  doc = [[Marks a value as secret: it is replaced by a `[REDACTED sha256:…]` marker in every transcript, report, log and archive (also its hex and base64 forms). Private keys returned by RPCs are marked automatically.]],
+  example = [[local token = secret(var.vmm_token)]],
+  fn = function(value) redact.add(value) return value end,
+}
+
+M.archive = api.define {
+  name = "archive", group = "evidence",
+  signature = "archive()", returns = "path",
+  args = {},
+  doc = [[Writes the evidence bundle now (`evidence.tar.gz` with a SHA-256 manifest). It is also written automatically at the end of every run, including failed and interrupted ones.]],
+  example = [[archive()]],
+  fn = function() return run():write_outputs() end,
+}
+
+return M

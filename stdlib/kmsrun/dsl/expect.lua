@@ -1,0 +1,136 @@
+-- Assertions. Each is a step; a failure names the step, the expected and the actual.
+local api = require "kmsrun.api"
+local steps = require "kmsrun.dsl.steps"
+local json = require "kmsrun.json"
+local redact = require "kmsrun.redact"
+local policies = require "kmsrun.policies"
+
+local M = {}
+
+local function show(res)
+  if res.error then return string.format("HTTP %d, error: %s", res.status, res.error) end
+  local body = type(res.body) == "table" and json.encode(redact.response(res.body)) or tostring(res.raw)
+  if #body > 600 then body = body:sub(1, 600) .. "…" end
+  return string.format("HTTP %d, body: %s", res.status, body)
+end
+
+local function matcher(spec)
+  if type(spec) == "string" then
+    return function(s) return s:sub(1, #spec) == spec end, string.format("an RPC error starting with %q", spec)
+  end
+  if spec.equals then return function(s) return s == spec.equals end, string.format("the RPC error %q", spec.equals) end
+  if spec.contains then
+    return function(s) return s:find(spec.contains, 1, true) ~= nil end, string.format("an RPC error containing %q", spec.contains)
+  end
+  if spec.pattern then return function(s) return s:find(spec.pattern) ~= nil end, string.format("an RPC error matching /%s/", spec.pattern) end
+  if spec.any then return function() return true end, "any RPC error" end
+  api.usage_error("expect_error: give a prefix string or one of {equals=}, {contains=}, {pattern=}, {any=true}")
+end
+
+M.expect_error = api.define {
+  name = "expect_error", group = "assert",
+  signature = "expect_error(res, match)", returns = "the error string",
+  args = { { "res", "response" }, { "match", "string|table", options = { equals = true, contains = true, pattern = true, any = true } } },
+  doc = [[Passes if `res` is an RPC error (HTTP 400 with an `error` string) matching `match`: a plain string is a **prefix** (error chains put the outermost context first, and the inner transport text varies), or `{equals = s}`, `{contains = s}`, `{pattern = lua_pattern}`, `{any = true}`. Fails with the expected match and the actual status and body — also when the call unexpectedly succeeded.]],
+  example = [[expect_error(res, "KMS is not allowed to bootstrap: boot denied: ")
+expect_error(res, { contains = "Source KMS is not allowed for onboarding" })]],
+  fn = function(res, spec)
+    local ok, want = matcher(spec)
+    return steps.run("expect_error " .. res.method, function(step)
+      step.expected = want
+      step.actual = show(res)
+      if not res.error or res.status ~= 400 then steps.fail(want, show(res)) end
+      if not ok(res.error) then steps.fail(want, show(res)) end
+      return res.error
+    end)
+  end,
+}
+
+M.expect_ok = api.define {
+  name = "expect_ok", group = "assert",
+  signature = "expect_ok(res, [fields])", returns = "res.body",
+  args = { { "res", "response" }, { "fields", "table?" } },
+  doc = [[Passes if `res` is HTTP 200 without an `error`, and every name in `fields` is present and non-empty in the body.]],
+  example = [[expect_ok(res, { "ca_pubkey", "k256_pubkey", "attestation" })]],
+  fn = function(res, fields)
+    return steps.run("expect_ok " .. res.method, function(step)
+      local want = "HTTP 200" .. (fields and (" with " .. table.concat(fields, ", ")) or "")
+      step.expected = want
+      step.actual = show(res)
+      if not res.ok then steps.fail(want, show(res)) end
+      for _, f in ipairs(fields or {}) do
+        local v = type(res.body) == "table" and res.body[f]
+        if v == nil or v == "" or v == json.null then steps.fail(want, "field " .. f .. " missing or empty in " .. show(res)) end
+      end
+      return res.body
+    end)
+  end,
+}
+
+M.expect_eq = api.define {
+  name = "expect_eq", group = "assert",
+  signature = "expect_eq(actual, expected, what)", returns = "actual",
+  args = { { "actual", "any" }, { "expected", "any" }, { "what", "string" } },
+  doc = [[Passes if `actual == expected` (strings, numbers, booleans). `what` names the comparison in the report.]],
+  example = [[expect_eq(dst_meta.k256_pubkey, src_meta.k256_pubkey, "dst inherited src's k256 key")]],
+  fn = function(actual, expected, what)
+    return steps.run("expect_eq " .. what, function(step)
+      step.expected, step.actual = tostring(expected), tostring(actual)
+      if actual ~= expected then steps.fail(tostring(expected), tostring(actual)) end
+      return actual
+    end)
+  end,
+}
+
+M.expect = api.define {
+  name = "expect", group = "assert",
+  signature = "expect(condition, what, [actual])", returns = "condition",
+  args = { { "condition", "any" }, { "what", "string" } },
+  doc = [[Passes if `condition` is truthy. `what` states the expectation; `actual` (optional) is shown on failure.]],
+  example = [[expect(#res.body.attestation > 0, "bootstrap returns an attestation", res.body.attestation)]],
+  fn = function(cond, what, actual)
+    return steps.run("expect " .. what, function(step)
+      step.expected = what
+      step.actual = actual ~= nil and tostring(actual) or tostring(cond)
+      if not cond then steps.fail(what, step.actual) end
+      return cond
+    end)
+  end,
+}
+
+M.deny_all = api.define {
+  name = "deny_all", group = "policy",
+  signature = "deny_all()", returns = "policy",
+  args = {},
+  doc = [[The guide's deny baseline: `osImages = []`, `kms.mrAggregated = []` (denies every KMS; auth-simple then answers `OS image is not allowed`).]],
+  example = [[set_policy(auth_src, deny_all())]],
+  fn = policies.deny_all,
+}
+
+M.allow = api.define {
+  name = "allow", group = "policy",
+  signature = "allow(kms, ...)", returns = "policy",
+  args = { { "kms", "kms", variadic = true } },
+  doc = [[A policy that allows exactly these KMS instances: their observed `os_image_hash` in `osImages` and `mr_aggregated` in `kms.mrAggregated` (from `capture_attestation` in this run).]],
+  example = [[set_policy(auth_src, allow(src, dst))]],
+  fn = function(...)
+    local ok, p = pcall(policies.allow, ...)
+    if not ok then api.usage_error(tostring(p)) end
+    return p
+  end,
+}
+
+M.deny_by_mr = api.define {
+  name = "deny_by_mr", group = "policy",
+  signature = "deny_by_mr(kms, ...)", returns = "policy",
+  args = { { "kms", "kms", variadic = true } },
+  doc = [[A policy that allows the observed OS images of these KMS instances but no aggregated MR (an all-zero one), so the denial reason is `aggregated MR not allowed` rather than the OS image.]],
+  example = [[set_policy(auth_dst, deny_by_mr(src))]],
+  fn = function(...)
+    local ok, p = pcall(policies.deny_by_mr, ...)
+    if not ok then api.usage_error(tostring(p)) end
+    return p
+  end,
+}
+
+return M

@@ -1,0 +1,78 @@
+-- Steps: every DSL action inside a case is one recorded step (name, expected,
+-- actual, status, duration, runbook location). A failed expectation raises a
+-- StepFailure, which ends the case and names the step, the expected and the actual.
+local time = require "kmsrun.time"
+local api = require "kmsrun.api"
+local events = require "kmsrun.events"
+
+local M = {}
+
+local Failure = {}
+Failure.__index = Failure
+Failure.__tostring = function(f)
+  return string.format("%s: %s\n  expected: %s\n  actual:   %s", f.location or "?", f.step,
+    tostring(f.expected), tostring(f.actual))
+end
+M.Failure = Failure
+
+function M.is_failure(e) return getmetatable(e) == Failure end
+
+local current -- {run=, case=, depth=}
+
+function M.set_context(ctx) current = ctx end
+function M.context() return current end
+
+--- Raises a step failure for the running step.
+function M.fail(expected, actual, detail)
+  local step = current and current.step
+  error(setmetatable({
+    step = step and step.name or "?",
+    expected = expected,
+    actual = actual,
+    detail = detail,
+    location = step and step.location or api.runbook_location(),
+  }, Failure), 0)
+end
+
+--- Runs fn as a recorded step named name (nested calls are part of the outer step).
+-- fn returns its results; it may set step.expected / step.actual / step.detail.
+function M.run(name, fn, ...)
+  local ctx = current
+  if not ctx or not ctx.case or ctx.depth > 0 then
+    return fn({}, ...)
+  end
+  local step = { name = name, location = api.runbook_location(), started = time.now(), status = "running" }
+  ctx.step = step
+  ctx.depth = ctx.depth + 1
+  local steps = ctx.case.steps
+  steps[#steps + 1] = step
+  step.policies = ctx.run:policy_state()
+  events.emit("step_start", { case = ctx.case.name, step = name, location = step.location })
+  ctx.run.console:step_start(step)
+  local results = table.pack(pcall(fn, step, ...))
+  ctx.depth = ctx.depth - 1
+  ctx.step = nil
+  step.duration = time.now() - step.started
+  step.started = nil
+  if results[1] then
+    step.status = "passed"
+  else
+    local e = results[2]
+    if M.is_failure(e) then
+      step.status = "failed"
+      step.expected, step.actual, step.detail = e.expected, e.actual, e.detail
+    elseif require("kmsrun.task").is_cancelled(e) then
+      step.status = "interrupted"
+    else
+      step.status = "error"
+      step.actual = tostring(e)
+    end
+  end
+  events.emit("step_end", { case = ctx.case.name, step = name, status = step.status,
+    expected = step.expected, actual = step.actual, duration = step.duration })
+  ctx.run.console:step_end(step)
+  if not results[1] then error(results[2], 0) end
+  return table.unpack(results, 2, results.n)
+end
+
+return M

@@ -1,0 +1,52 @@
+-- prpc client: POST <base>/prpc/<Method>?json with a JSON body. The decoded
+-- body is returned whatever the HTTP status: an RPC error (always a 400 with
+-- {"error": "..."}) is the result a deny case needs, not an exception.
+local http = require "kmsrun.http"
+local json = require "kmsrun.json"
+
+local M = {}
+
+--- The URL of a method on a base URL ("https://h:p" or ".../prpc").
+function M.url(base, method)
+  base = base:gsub("/+$", "")
+  if not base:match("/prpc$") then base = base .. "/prpc" end
+  return base .. "/" .. method .. "?json"
+end
+
+--- Calls method; returns res | nil, err, code (transport failures only).
+-- res = {status, body (decoded JSON, or the raw text if not JSON), raw, error
+-- (the RPC error string or nil), ok (200 and no error), time, certs, url, method}
+function M.call(base, method, body, opts)
+  opts = opts or {}
+  local url = M.url(base, method)
+  local payload = body == nil and "{}" or (type(body) == "string" and body or json.encode(body))
+  local tls
+  if url:match("^https:") then tls = opts.tls or { insecure = true } end
+  local res, err, code = http.request(url, {
+    method = "POST",
+    headers = { ["Content-Type"] = "application/json" },
+    body = payload,
+    timeout = opts.timeout or 30,
+    tls = tls,
+    fresh = opts.fresh,
+  })
+  if not res then return nil, err, code end
+  local decoded = json.decode(res.body)
+  local rpc_error
+  if type(decoded) == "table" and type(decoded.error) == "string" then rpc_error = decoded.error end
+  return {
+    __kind = "response",
+    method = method,
+    url = url,
+    request = payload,
+    status = res.status,
+    raw = res.body,
+    body = decoded ~= nil and decoded or res.body,
+    error = rpc_error,
+    ok = res.status == 200 and rpc_error == nil,
+    time = res.time,
+    certs = res.certs,
+  }
+end
+
+return M

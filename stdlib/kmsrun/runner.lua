@@ -1,0 +1,389 @@
+-- Runs a loaded runbook: auth servers, setup, cases, teardown, the cleanup
+-- ledger, the report, the evidence archive and the exit code — on success,
+-- failure, runbook error and Ctrl-C alike.
+local core = require "kmsrun.core"
+local task = require "kmsrun.task"
+local time = require "kmsrun.time"
+local fs = require "kmsrun.fs"
+local crypto = require "kmsrun.crypto"
+local json = require "kmsrun.json"
+local prpc = require "kmsrun.prpc"
+local redact = require "kmsrun.redact"
+local events = require "kmsrun.events"
+local evidence = require "kmsrun.evidence"
+local report = require "kmsrun.report"
+local steps = require "kmsrun.dsl.steps"
+local console = require "kmsrun.console"
+local exit_codes = require "kmsrun.exit_codes"
+
+local Run = {}
+Run.__index = Run
+
+local M = {}
+
+function M.new(spec, opts)
+  local r = setmetatable({
+    runbook = spec, opts = opts, version = opts.version, target = opts.target,
+    vars = opts.vars, var_decls = opts.var_decls,
+    ledger = {}, cleanup_log = {}, policy_versions = {}, transcript_seq = 0,
+    started = time.now(), started_wall = time.wall(),
+  }, Run)
+  r.console = console.new(opts)
+  return r
+end
+
+-- Cleanup ledger ----------------------------------------------------------------
+
+--- Registers an undo action; they run last-in-first-out at the end of the run.
+function Run:defer(description, fn)
+  local entry = { description = description, fn = fn, id = #self.ledger + 1 }
+  self.ledger[#self.ledger + 1] = entry
+  self.evidence:append_json("ledger.ndjson", { action = "register", id = entry.id, description = description, time = time.wall() })
+  return entry
+end
+
+function Run:run_cleanups()
+  while #self.ledger > 0 do
+    local entry = table.remove(self.ledger)
+    local t = task.spawn(entry.fn)
+    local ok, err = pcall(t.join, t)
+    local rec = { description = entry.description, status = ok and "done" or "failed", error = (not ok) and tostring(err) or nil }
+    self.cleanup_log[#self.cleanup_log + 1] = rec
+    self.evidence:append_json("ledger.ndjson", { action = ok and "undone" or "undo_failed", id = entry.id,
+      description = entry.description, error = rec.error, time = time.wall() })
+    events.emit("cleanup", rec)
+    if not ok then
+      self.cleanup_failed = true
+      io.stderr:write("kmsrun: cleanup failed: ", entry.description, ": ", tostring(err), "\n")
+    end
+  end
+end
+
+-- Services for the DSL ------------------------------------------------------------
+
+function Run:note(msg)
+  local ctx = steps.context()
+  local c = ctx and ctx.case
+  if c then c.notes = c.notes or {}; c.notes[#c.notes + 1] = msg end
+  self.console:line("  " .. msg)
+end
+
+function Run:transcript(entry)
+  self.transcript_seq = self.transcript_seq + 1
+  local ctx = steps.context()
+  entry.seq = self.transcript_seq
+  entry.time = time.wall()
+  entry.case = ctx and ctx.case and ctx.case.name
+  entry.step = ctx and ctx.step and ctx.step.name
+  if type(entry.response) == "table" then entry.response = redact.response(entry.response) end
+  self.evidence:append_json("transcript.ndjson", entry)
+  events.emit("rpc", { kms = entry.kms, method = entry.method, status = entry.status, error = entry.error,
+    duration = entry.duration })
+end
+
+function Run:rpc(h, method, body, opts)
+  local base = method:match("^Onboard%.") and h.onboard_url or h.runtime_url
+  local call_opts = { timeout = opts.timeout }
+  if opts.client_cert then call_opts.tls = { insecure = true, cert = opts.client_cert.cert, key = opts.client_cert.key } end
+  local res, err, code = prpc.call(base, method, body, call_opts)
+  self:transcript({ kms = h.name, method = method, url = prpc.url(base, method),
+    request = body, status = res and res.status, response = res and res.body, error = res and res.error or err,
+    transport_error = code, duration = res and res.time })
+  if not res then
+    steps.fail("an HTTP response from " .. h.name .. " " .. method, string.format("%s (%s)", err, code), self:log_tail(h))
+  end
+  if opts.save then self.evidence:json("rpc/" .. opts.save .. ".json", {
+    kms = h.name, method = method, request = body, status = res.status, response = redact.response(res.body) }) end
+  return res
+end
+
+function Run:log_tail(h)
+  if self.target.log_tail then
+    local t = self.target.log_tail(self, h, 12)
+    if t and t ~= "" then return "last log lines of " .. h.name .. ":\n" .. t end
+  end
+  return nil
+end
+
+function Run:deploy(h)
+  h.auth_url = self.target.auth_url_for_kms(self, h.auth)
+  local ok, err = self.target.deploy(self, h)
+  if not ok then
+    self.infra_error = true
+    steps.fail(h.name .. " deployed on " .. self.target.name, tostring(err))
+  end
+  h.deployed = true
+  h.mode = "onboard"
+  self:defer("remove " .. h.name, function() self.target.remove(self, h) end)
+  events.emit("deploy", { kms = h.name, onboard_url = h.onboard_url, target = self.target.name })
+end
+
+function Run:runtime_ready(h, deadline)
+  if self.target.runtime_ready then return self.target.runtime_ready(self, h, deadline) end
+  return true
+end
+
+function Run:policy_state()
+  local s = {}
+  for name, v in pairs(self.policy_versions) do s[name] = { version = v.version, sha256 = v.sha256, policy = v.description } end
+  return s
+end
+
+function Run:start_auth(auth)
+  local server = require "kmsrun.auth.server"
+  local policies = require "kmsrun.policies"
+  local initial = auth.spec.policy or policies.deny_all()
+  if initial.__kind ~= "policy" then initial = policies.custom(initial) end
+  if auth.spec.url then
+    auth.url = auth.spec.url:gsub("/+$", "")
+    auth.external = true
+    if auth.spec.config_path then
+      local original = fs.read(auth.spec.config_path)
+      self:defer("restore the original policy of " .. auth.name, function()
+        if original then fs.write(auth.spec.config_path, original, { mode = 420 }) end
+      end)
+    end
+  else
+    local srv, err = server.start { host = "127.0.0.1", port = 0, policy = initial.config,
+      log_path = self.evidence:path("logs/" .. auth.name .. ".decisions.ndjson") }
+    if not srv then
+      self.infra_error = true
+      error("cannot start auth server " .. auth.name .. ": " .. tostring(err), 0)
+    end
+    auth.server = srv
+    auth.url = srv.url
+    self:defer("stop auth server " .. auth.name, function() srv:close() end)
+  end
+  self.policy_versions[auth.name] = { version = 0, sha256 = "", description = initial.description }
+end
+
+local function sha256_hex(s) return crypto.hex(crypto.sha256(s)) end
+
+function Run:set_policy(auth, policy)
+  local text = json.encode(policy.config, { pretty = true }) .. "\n"
+  local version, sha
+  if auth.server then
+    version, sha = auth.server:set_policy(policy.config)
+    -- Confirm the server serves what we set before the next step runs.
+    local live = auth.server:policy_hash()
+    if live ~= sha then steps.fail("auth server " .. auth.name .. " serving policy " .. sha, "serving " .. tostring(live)) end
+  elseif auth.spec.config_path then
+    local ok, err = fs.write(auth.spec.config_path, text, { mode = 420 })
+    if not ok then steps.fail("policy written to " .. auth.spec.config_path, err) end
+    local back = fs.read(auth.spec.config_path)
+    sha = sha256_hex(text)
+    if not back or sha256_hex(back) ~= sha then steps.fail("policy file holds the new policy", "file differs after write") end
+    version = (self.policy_versions[auth.name].version or 0) + 1
+  else
+    steps.fail("a policy source for " .. auth.name, "external auth server without config_path cannot be changed")
+  end
+  local prev = self.policy_versions[auth.name]
+  self.policy_versions[auth.name] = { version = version, sha256 = sha, description = policy.description }
+  local n = 0
+  for _ in pairs(self.policy_snapshots or {}) do n = n + 1 end
+  self.policy_snapshots = self.policy_snapshots or {}
+  self.policy_snapshots[#self.policy_snapshots + 1] = true
+  local file = string.format("policies/%03d-%s-v%d.json", #self.policy_snapshots, auth.name, version)
+  self.evidence:write(file, text)
+  events.emit("policy", { auth = auth.name, version = version, sha256 = sha, policy = policy.description,
+    previous = prev and prev.description, file = file })
+  return version, sha
+end
+
+-- Phases -----------------------------------------------------------------------------
+
+local function run_block(self, block, kind)
+  block.steps = block.steps or {}
+  local started = time.now()
+  local t = task.spawn(function()
+    steps.set_context({ run = self, case = block, depth = 0 })
+    return block.fn()
+  end)
+  self.current_task = t
+  local ok, err = pcall(t.join, t)
+  self.current_task = nil
+  steps.set_context(nil)
+  block.duration = time.now() - started
+  if ok then
+    block.status = "passed"
+  elseif task.is_cancelled(err) or self.interrupted then
+    block.status = "interrupted"
+    block.error = "interrupted by " .. tostring(self.interrupted or "cancel")
+  elseif steps.is_failure(err) then
+    block.status = "failed"
+    block.error = string.format("step '%s' failed at %s", err.step, err.location or "?")
+  elseif type(err) == "table" and err.usage then
+    block.status = "error"
+    block.error = err.message
+    self.usage_error = err.message
+  else
+    block.status = "error"
+    block.error = (t.traceback or tostring(err))
+    self.runtime_error = block.error
+  end
+  return block.status
+end
+
+local function select_cases(self)
+  local all = self.runbook.cases
+  local want = {}
+  local selectors = self.opts.cases or {}
+  local tags = self.opts.tags or {}
+  if #selectors == 0 and #tags == 0 then
+    for _, c in ipairs(all) do want[c] = true end
+  else
+    for _, sel in ipairs(selectors) do
+      local matched = false
+      for _, c in ipairs(all) do
+        if tostring(c.id) == sel or c.name == sel or c.name:lower():find(sel:lower(), 1, true) then want[c] = true; matched = true end
+      end
+      if not matched then return nil, "no case matches --case " .. sel end
+    end
+    for _, tag in ipairs(tags) do
+      for _, c in ipairs(all) do
+        for _, t in ipairs(c.tags) do if t == tag then want[c] = true end end
+      end
+    end
+    -- Cases a selected case builds on come along.
+    local changed = true
+    while changed do
+      changed = false
+      for _, c in ipairs(all) do
+        if want[c] then
+          for _, need in ipairs(c.needs) do
+            for _, d in ipairs(all) do
+              if d.name == need and not want[d] then want[d] = true; changed = true end
+            end
+          end
+        end
+      end
+    end
+  end
+  local list = {}
+  for _, c in ipairs(all) do if want[c] then list[#list + 1] = c end end
+  return list
+end
+
+--- Writes report.json, junit.xml and the archive; returns the archive path.
+function Run:write_outputs()
+  self.duration = time.now() - self.started
+  self.evidence:json("report.json", report.build(self))
+  self.evidence:write("junit.xml", report.junit(self))
+  for _, h in ipairs(self.runbook.kmss) do
+    if h.log_path then self.evidence:scrub_file("logs/" .. h.name .. ".log") end
+  end
+  local name = self.evidence.dir:match("([^/]+)/*$")
+  local path, err = self.evidence:archive(name)
+  if not path then io.stderr:write("kmsrun: cannot write the archive: ", tostring(err), "\n") end
+  self.archive_path = path
+  return path
+end
+
+--- Runs everything; returns the exit code.
+function Run:execute()
+  local out_dir = self.opts.out or string.format("kmsrun-out/%s-%s",
+    self.runbook.path:match("([^/]+)%.lua$") or "runbook", os.date("%Y%m%d-%H%M%S"))
+  if not self.opts.out and fs.exists(out_dir) then out_dir = out_dir .. "-" .. crypto.hex(crypto.random(2)) end
+  local ev, err = evidence.open(out_dir)
+  if not ev then
+    io.stderr:write("kmsrun: cannot create the output directory: ", tostring(err), "\n")
+    return exit_codes.USAGE
+  end
+  self.evidence = ev
+  local cases, serr = select_cases(self)
+  if not cases then
+    io.stderr:write("kmsrun: ", serr, "\n")
+    return exit_codes.USAGE
+  end
+  self.selected_cases = cases
+  for _, c in ipairs(cases) do c.status, c.steps = nil, {} end
+
+  core.on_signal(function(name)
+    if self.interrupted then
+      io.stderr:write("\nkmsrun: second ", name, ": stopping now; processes are killed, no further cleanup\n")
+      self.forced = true
+      core.stop()
+      return
+    end
+    self.interrupted = name
+    io.stderr:write("\nkmsrun: ", name, " received: cancelling, cleaning up and writing the report (again to force)\n")
+    if self.current_task then self.current_task:cancel() end
+  end)
+
+  self.console:banner(self)
+  events.emit("run_start", { runbook = self.runbook.path, target = self.target.name, output = out_dir })
+
+  -- Auth servers first: KMS configs point at them.
+  local ok, aerr = pcall(function()
+    for _, auth in ipairs(self.runbook.auths) do self:start_auth(auth) end
+  end)
+  if not ok then
+    self.error = tostring(aerr)
+    self.infra_error = true
+  end
+
+  local stop = not ok
+  if not stop and self.runbook.setup and not self.interrupted then
+    self.setup_case = self.runbook.setup
+    self.console:section("setup: " .. self.setup_case.name)
+    local status = run_block(self, self.setup_case, "setup")
+    if status ~= "passed" then
+      stop = true
+      self.error = "setup failed: " .. tostring(self.setup_case.error)
+      if status == "failed" then self.infra_error = true end
+    end
+  end
+
+  for i, c in ipairs(cases) do
+    if stop or self.interrupted then
+      c.status = "skipped"
+      c.skip_reason = self.interrupted and "run interrupted" or "an earlier failure stopped the run (use --keep-going)"
+    else
+      self.console:case_start(c, i, #cases)
+      events.emit("case_start", { case = c.name, id = c.id })
+      run_block(self, c, "case")
+      events.emit("case_end", { case = c.name, id = c.id, status = c.status, duration = c.duration, error = c.error })
+      self.console:case_end(c)
+      if c.status ~= "passed" and not self.opts.keep_going then stop = true end
+      if c.status == "error" and self.usage_error then stop = true end
+    end
+  end
+
+  if self.runbook.teardown and not self.forced then
+    self.console:section("teardown")
+    run_block(self, self.runbook.teardown, "teardown")
+  end
+  if not self.forced then self:run_cleanups() end
+
+  local counts = { passed = 0, failed = 0, skipped = 0 }
+  for _, c in ipairs(cases) do
+    if c.status == "passed" then counts.passed = counts.passed + 1
+    elseif c.status == "skipped" then counts.skipped = counts.skipped + 1
+    else counts.failed = counts.failed + 1 end
+  end
+  self.counts = counts
+
+  local code
+  if self.interrupted then code = exit_codes.INTERRUPTED
+  elseif self.usage_error or self.runtime_error then code = exit_codes.USAGE
+  elseif self.infra_error then code = exit_codes.INFRA
+  elseif counts.failed > 0 then code = exit_codes.FAILED
+  elseif self.cleanup_failed then code = exit_codes.CLEANUP
+  else code = exit_codes.OK end
+  self.exit_code = code
+  self.status = exit_codes.status(code)
+
+  self:write_outputs()
+  local leak = ev:leak_scan()
+  if leak then
+    io.stderr:write("kmsrun: a secret reached the output directory (", leak, "); failing the run\n")
+    self.exit_code, self.status = exit_codes.SECRET_LEAK, exit_codes.status(exit_codes.SECRET_LEAK)
+    code = exit_codes.SECRET_LEAK
+  end
+  events.emit("run_end", { status = self.status, exit_code = code, passed = counts.passed, failed = counts.failed,
+    skipped = counts.skipped })
+  self.console:summary(self, counts)
+  return code
+end
+
+return M

@@ -1,0 +1,626 @@
+-- JSON the way the KMS's Rust stack speaks it (serde_json + serde derive), so the
+-- emulator's error texts and encodings match the wire contract (kms-protocol.md 1.3-1.6):
+--  * decode(text, schema): typed decoding with serde_json's messages and positions
+--    ("invalid type: integer `5`, expected a string at line 1 column 12",
+--    "expected value at line 1 column 1", "missing field `x` at ...").
+--  * encode(value): compact JSON with a fixed key order (S.obj), "/" not escaped.
+-- Field types a schema may use: "string", "bool", "u32", "u64", "bytes" (hex, prpc style),
+-- "any" (ignored / raw), { list = T }, { optional = T }.
+local S = {}
+
+local cjson = require "cjson"
+S.null = cjson.null
+
+-- Errors ------------------------------------------------------------------------
+
+local Err = {}
+Err.__index = Err
+Err.__tostring = function(e) return e.msg end
+
+-- Line/column of byte index k in serde_json's sense (column = bytes since the last newline).
+local function position_of(s, k)
+  local line, last_nl = 1, 0
+  local i = 1
+  while true do
+    local nl = s:find("\n", i, true)
+    if not nl or nl > k then break end
+    line, last_nl, i = line + 1, nl, nl + 1
+  end
+  return line, k - last_nl
+end
+
+local function raise(st, msg, at)
+  local line, col = position_of(st.s, at)
+  error(setmetatable({ msg = string.format("%s at line %d column %d", msg, line, col), positioned = true }, Err), 0)
+end
+
+-- self.error(): at the last consumed byte.
+local function err_here(st, msg) raise(st, msg, st.i - 1) end
+-- self.peek_error(): at the byte being looked at.
+local function err_peek(st, msg) raise(st, msg, math.min(#st.s, st.i)) end
+-- A custom error (serde::de::Error::custom); it gets its position later (fix_position).
+local function err_custom(msg) error(setmetatable({ msg = msg, positioned = false }, Err), 0) end
+
+local function fix_position(st, e)
+  if getmetatable(e) == Err and not e.positioned then
+    local line, col = position_of(st.s, st.i - 1)
+    e.msg = string.format("%s at line %d column %d", e.msg, line, col)
+    e.positioned = true
+  end
+  return e
+end
+
+-- Lexing ------------------------------------------------------------------------
+
+local function peek(st)
+  local b = st.s:byte(st.i)
+  return b and string.char(b) or nil
+end
+
+local function skip_ws(st)
+  local _, e = st.s:find("^[ \n\t\r]*", st.i)
+  st.i = e + 1
+  return peek(st)
+end
+
+local function ident(st, rest)
+  for k = 1, #rest do
+    local c = peek(st)
+    if c == nil then err_peek(st, "EOF while parsing a value") end
+    st.i = st.i + 1
+    if c ~= rest:sub(k, k) then err_here(st, "expected ident") end
+  end
+end
+
+local esc = { ['"'] = '"', ["\\"] = "\\", ["/"] = "/", b = "\b", f = "\f", n = "\n", r = "\r", t = "\t" }
+
+local function hex4(st)
+  local h = st.s:sub(st.i, st.i + 3)
+  for k = 1, 4 do
+    local c = h:sub(k, k)
+    if c == "" then st.i = st.i + k - 1; err_peek(st, "EOF while parsing a string") end
+    if not c:match("%x") then st.i = st.i + k; err_here(st, "invalid escape") end
+  end
+  st.i = st.i + 4
+  return tonumber(h, 16)
+end
+
+-- Parses a string whose opening quote is already consumed.
+local function parse_string(st)
+  local out = {}
+  while true do
+    local s, e = st.s:find('^[^"\\%z\1-\31]+', st.i)
+    if s then out[#out + 1] = st.s:sub(s, e); st.i = e + 1 end
+    local c = peek(st)
+    if c == nil then err_peek(st, "EOF while parsing a string") end
+    st.i = st.i + 1
+    if c == '"' then return table.concat(out) end
+    if c == "\\" then
+      local n = peek(st)
+      if n == nil then err_peek(st, "EOF while parsing a string") end
+      st.i = st.i + 1
+      if esc[n] then
+        out[#out + 1] = esc[n]
+      elseif n == "u" then
+        local cp = hex4(st)
+        if cp >= 0xD800 and cp <= 0xDBFF then
+          if st.s:sub(st.i, st.i + 1) ~= "\\u" then err_here(st, "unexpected end of hex escape") end
+          st.i = st.i + 2
+          local lo = hex4(st)
+          if lo < 0xDC00 or lo > 0xDFFF then err_here(st, "lone leading surrogate in hex escape") end
+          cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00)
+        elseif cp >= 0xDC00 and cp <= 0xDFFF then
+          err_here(st, "lone leading surrogate in hex escape")
+        end
+        out[#out + 1] = utf8.char(cp)
+      else
+        err_here(st, "invalid escape")
+      end
+    else
+      err_here(st, "control character (\\u0000-\\u001F) found while parsing a string")
+    end
+  end
+end
+
+-- Parses a number (a leading '-' already consumed when not positive).
+-- Returns {kind = "u"|"i"|"f", value = n, text = literal}.
+local function parse_number(st, positive)
+  local start = st.i
+  local c = peek(st)
+  if c == nil then err_peek(st, "EOF while parsing a value") end
+  if not c:match("%d") then err_peek(st, "invalid number") end
+  st.i = st.i + 1
+  if c == "0" then
+    local n = peek(st)
+    if n and n:match("%d") then err_peek(st, "invalid number") end
+  else
+    local _, e = st.s:find("^%d*", st.i); st.i = e + 1
+  end
+  local float = false
+  if peek(st) == "." then
+    st.i = st.i + 1
+    local s, e = st.s:find("^%d+", st.i)
+    if not s then
+      if peek(st) == nil then err_peek(st, "EOF while parsing a value") end
+      err_peek(st, "invalid number")
+    end
+    st.i = e + 1
+    float = true
+  end
+  local n = peek(st)
+  if n == "e" or n == "E" then
+    st.i = st.i + 1
+    if peek(st) == "+" or peek(st) == "-" then st.i = st.i + 1 end
+    local s, e = st.s:find("^%d+", st.i)
+    if not s then
+      if peek(st) == nil then err_peek(st, "EOF while parsing a value") end
+      err_peek(st, "invalid number")
+    end
+    st.i = e + 1
+    float = true
+  end
+  local text = (positive and "" or "-") .. st.s:sub(start, st.i - 1)
+  if not float then
+    local v = math.tointeger(tonumber(text))
+    if v and tostring(v) == text:gsub("^%-0$", "0") then return { kind = positive and "u" or "i", value = v, text = text } end
+    if positive and #text <= 20 and (#text < 20 or text <= "18446744073709551615") then
+      return { kind = "u", value = tonumber(text), text = text } -- u64 beyond i64: kept as float value
+    end
+  end
+  local v = tonumber(text)
+  if v == math.huge or v == -math.huge then err_here(st, "number out of range") end
+  return { kind = "f", value = v, text = text }
+end
+
+local parse_any
+
+local function parse_array_any(st, depth)
+  local arr = {}
+  st.i = st.i + 1
+  local first = true
+  while true do
+    local c = skip_ws(st)
+    if c == "]" then st.i = st.i + 1; return arr end
+    if c == nil then err_peek(st, "EOF while parsing a list") end
+    if not first then
+      if c == "," then
+        st.i = st.i + 1
+        c = skip_ws(st)
+        if c == "]" then err_peek(st, "trailing comma") end
+      elseif c == nil then err_peek(st, "EOF while parsing a list")
+      else err_peek(st, "expected `,` or `]`") end
+    end
+    if c == nil then err_peek(st, "EOF while parsing a value") end
+    first = false
+    arr[#arr + 1] = parse_any(st, depth + 1)
+  end
+end
+
+local function parse_object_any(st, depth)
+  local obj = {}
+  st.i = st.i + 1
+  local first = true
+  while true do
+    local c = skip_ws(st)
+    if c == "}" then st.i = st.i + 1; return obj end
+    if c == nil then err_peek(st, "EOF while parsing an object") end
+    if not first then
+      if c == "," then st.i = st.i + 1; c = skip_ws(st)
+      elseif c == nil then err_peek(st, "EOF while parsing an object")
+      else err_peek(st, "expected `,` or `}`") end
+    end
+    if c == "}" then err_peek(st, "trailing comma") end
+    if c == nil then err_peek(st, "EOF while parsing a value") end
+    if c ~= '"' then err_peek(st, "key must be a string") end
+    first = false
+    st.i = st.i + 1
+    local k = parse_string(st)
+    c = skip_ws(st)
+    if c == nil then err_peek(st, "EOF while parsing an object") end
+    if c ~= ":" then err_peek(st, "expected `:`") end
+    st.i = st.i + 1
+    obj[k] = parse_any(st, depth + 1)
+  end
+end
+
+-- Parses any value; returns it as Lua data (S.null for null).
+parse_any = function(st, depth)
+  if depth > 128 then err_here(st, "recursion limit exceeded") end
+  local c = skip_ws(st)
+  if c == nil then err_peek(st, "EOF while parsing a value") end
+  if c == "n" then st.i = st.i + 1; ident(st, "ull"); return S.null end
+  if c == "t" then st.i = st.i + 1; ident(st, "rue"); return true end
+  if c == "f" then st.i = st.i + 1; ident(st, "alse"); return false end
+  if c == "-" then st.i = st.i + 1; return parse_number(st, false).value end
+  if c:match("%d") then return parse_number(st, true).value end
+  if c == '"' then st.i = st.i + 1; return parse_string(st) end
+  if c == "[" then return parse_array_any(st, depth) end
+  if c == "{" then return parse_object_any(st, depth) end
+  err_peek(st, "expected value")
+end
+
+-- How serde describes an unexpected value (serde::de::Unexpected's Display).
+local function rust_debug_str(s)
+  return '"' .. s:gsub('[%c"\\]', function(ch)
+    local named = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\t"] = "\\t", ["\r"] = "\\r" }
+    return named[ch] or string.format("\\u{%x}", ch:byte())
+  end) .. '"'
+end
+
+local function float_text(v)
+  if v == math.floor(v) and math.abs(v) < 1e16 then return string.format("%.1f", v) end
+  return (string.format("%.17g", v):gsub("(%..-)0+$", "%1"))
+end
+
+-- peek_invalid_type: consumes the offending value (scalars only) and describes it.
+local function unexpected(st)
+  local c = peek(st)
+  if c == "n" then st.i = st.i + 1; ident(st, "ull"); return "null" end
+  if c == "t" then st.i = st.i + 1; ident(st, "rue"); return "boolean `true`" end
+  if c == "f" then st.i = st.i + 1; ident(st, "alse"); return "boolean `false`" end
+  if c == "-" or (c and c:match("%d")) then
+    local positive = c ~= "-"
+    if not positive then st.i = st.i + 1 end
+    local n = parse_number(st, positive)
+    if n.kind == "f" then return "floating point `" .. float_text(n.value) .. "`" end
+    return "integer `" .. n.text .. "`"
+  end
+  if c == '"' then st.i = st.i + 1; return "string " .. rust_debug_str(parse_string(st)) end
+  if c == "[" then return "sequence" end
+  if c == "{" then return "map" end
+  err_peek(st, "expected value")
+end
+
+local function invalid_type(st, expected)
+  local what = unexpected(st)
+  err_here(st, "invalid type: " .. what .. ", expected " .. expected)
+end
+
+-- Typed deserializers -------------------------------------------------------------
+
+local decode_field
+
+local function rust_char(ch) -- Rust's {:?} of a char
+  local named = { ["'"] = "\\'", ["\\"] = "\\\\", ["\n"] = "\\n", ["\t"] = "\\t", ["\r"] = "\\r" }
+  if named[ch] then return "'" .. named[ch] .. "'" end
+  if ch:byte() < 32 then return string.format("'\\u{%x}'", ch:byte()) end
+  return "'" .. ch .. "'"
+end
+
+local function hex_decode(s)
+  -- prpc strips any number of leading lowercase "0x" (trim_start_matches)
+  while s:sub(1, 2) == "0x" do s = s:sub(3) end
+  for k = 1, #s do
+    local ch = s:sub(k, k)
+    if not ch:match("%x") then
+      err_custom(string.format("Invalid character %s at position %d", rust_char(ch), k - 1))
+    end
+  end
+  if #s % 2 == 1 then err_custom("Odd number of digits") end
+  return (s:gsub("%x%x", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+local scalar = {}
+
+function scalar.string(st)
+  local c = skip_ws(st)
+  if c == nil then err_peek(st, "EOF while parsing a value") end
+  if c == '"' then st.i = st.i + 1; return parse_string(st) end
+  invalid_type(st, "a string")
+end
+
+function scalar.bool(st)
+  local c = skip_ws(st)
+  if c == nil then err_peek(st, "EOF while parsing a value") end
+  if c == "t" then st.i = st.i + 1; ident(st, "rue"); return true end
+  if c == "f" then st.i = st.i + 1; ident(st, "alse"); return false end
+  invalid_type(st, "a boolean")
+end
+
+local function unsigned(bits)
+  local max = bits == 32 and 4294967295 or nil
+  local name = "u" .. bits
+  return function(st)
+    local c = skip_ws(st)
+    if c == nil then err_peek(st, "EOF while parsing a value") end
+    if c == "-" or c:match("%d") then
+      local positive = c ~= "-"
+      if not positive then st.i = st.i + 1 end
+      local n = parse_number(st, positive)
+      if n.kind == "f" then err_here(st, "invalid type: floating point `" .. float_text(n.value) .. "`, expected " .. name) end
+      if n.kind == "i" or (max and n.value > max) then
+        err_here(st, "invalid value: integer `" .. n.text .. "`, expected " .. name)
+      end
+      return n.value
+    end
+    invalid_type(st, name)
+  end
+end
+scalar.u32 = unsigned(32)
+scalar.u64 = unsigned(64)
+
+function scalar.bytes(st)
+  return hex_decode(scalar.string(st))
+end
+
+function scalar.any(st)
+  return parse_any(st, 0)
+end
+
+local function decode_list(st, elem)
+  local c = skip_ws(st)
+  if c == nil then err_peek(st, "EOF while parsing a value") end
+  if c ~= "[" then invalid_type(st, "a sequence") end
+  local arr = setmetatable({}, S.array_mt)
+  local ok, e = pcall(function()
+    st.i = st.i + 1
+    local first = true
+    while true do
+      c = skip_ws(st)
+      if c == "]" then return end
+      if c == nil then err_peek(st, "EOF while parsing a list") end
+      if not first then
+        if c == "," then st.i = st.i + 1; c = skip_ws(st)
+        elseif c == nil then err_peek(st, "EOF while parsing a list")
+        else err_peek(st, "expected `,` or `]`") end
+        if c == "]" then err_peek(st, "trailing comma") end
+      end
+      if c == nil then err_peek(st, "EOF while parsing a value") end
+      first = false
+      arr[#arr + 1] = decode_field(st, elem)
+    end
+  end)
+  -- end_seq runs whatever the elements gave (serde_json deserialize_seq)
+  local c2 = skip_ws(st)
+  local end_err
+  if c2 == "]" then st.i = st.i + 1 elseif c2 == nil then end_err = "EOF while parsing a list" else end_err = "trailing characters" end
+  if not ok then error(fix_position(st, e), 0) end
+  if end_err then err_peek(st, end_err) end
+  return arr
+end
+
+decode_field = function(st, ty)
+  if type(ty) == "string" then
+    local f = scalar[ty]
+    if not f then error("serde: unknown field type " .. ty, 0) end
+    return f(st)
+  end
+  if ty.list then return decode_list(st, ty.list) end
+  if ty.optional then
+    local c = skip_ws(st)
+    if c == "n" then st.i = st.i + 1; ident(st, "ull"); return nil end
+    return decode_field(st, ty.optional)
+  end
+  if ty.fields then return S._decode_struct(st, ty) end
+  error("serde: bad field type", 0)
+end
+
+local function default_of(ty)
+  if ty == "string" or ty == "bytes" then return "" end
+  if ty == "bool" then return false end
+  if ty == "u32" or ty == "u64" then return 0 end
+  if type(ty) == "table" and ty.list then return setmetatable({}, S.array_mt) end
+  return nil
+end
+
+-- visit_map of a serde-derived struct: known fields typed, unknown ones parsed and ignored,
+-- duplicates rejected, missing fields defaulted (schema.default) or reported in field order.
+local function visit_map(st, schema, out)
+  local seen = {}
+  local first = true
+  while true do
+    local c = skip_ws(st)
+    if c == "}" then break end
+    if c == "," and not first then
+      st.i = st.i + 1
+      c = skip_ws(st)
+    elseif c == nil then
+      err_peek(st, "EOF while parsing an object")
+    elseif not first then
+      err_peek(st, "expected `,` or `}`")
+    end
+    first = false
+    if c == "}" then err_peek(st, "trailing comma") end
+    if c == nil then err_peek(st, "EOF while parsing a value") end
+    if c ~= '"' then err_peek(st, "key must be a string") end
+    st.i = st.i + 1
+    local key = parse_string(st)
+    local ty = schema.by_name[key]
+    if ty and seen[key] then err_custom("duplicate field `" .. key .. "`") end
+    c = skip_ws(st)
+    if c == nil then err_peek(st, "EOF while parsing an object") end
+    if c ~= ":" then err_peek(st, "expected `:`") end
+    st.i = st.i + 1
+    if ty then
+      seen[key] = true
+      out[key] = decode_field(st, ty)
+    else
+      parse_any(st, 1)
+    end
+  end
+  for _, f in ipairs(schema.fields) do
+    local name, ty, required = f[1], f[2], f.required
+    if not seen[name] then
+      if required then err_custom("missing field `" .. name .. "`") end
+      out[name] = default_of(ty)
+    end
+  end
+end
+
+local function visit_seq(st, schema, out)
+  st.i = st.i + 1
+  local first = true
+  for idx, f in ipairs(schema.fields) do
+    local c = skip_ws(st)
+    if c == nil then err_peek(st, "EOF while parsing a list") end
+    if c == "]" then
+      for k = idx, #schema.fields do
+        local g = schema.fields[k]
+        if g.required then
+          err_custom(string.format("invalid length %d, expected struct %s with %d elements", idx - 1, schema.name, #schema.fields))
+        end
+        out[g[1]] = default_of(g[2])
+      end
+      return
+    end
+    if not first then
+      if c == "," then st.i = st.i + 1; c = skip_ws(st)
+      elseif c == nil then err_peek(st, "EOF while parsing a list")
+      else err_peek(st, "expected `,` or `]`") end
+      if c == "]" then err_peek(st, "trailing comma") end
+    end
+    if c == nil then err_peek(st, "EOF while parsing a value") end
+    first = false
+    out[f[1]] = decode_field(st, f[2])
+  end
+end
+
+function S._decode_struct(st, schema)
+  local c = skip_ws(st)
+  if c == nil then err_peek(st, "EOF while parsing a value") end
+  local out = {}
+  if c == "{" or c == "[" then
+    local visit = c == "{" and visit_map or visit_seq
+    if c == "{" then st.i = st.i + 1 end
+    local ok, e = pcall(visit, st, schema, out)
+    -- end_map / end_seq run even when the visitor failed; their own error counts only if it did not
+    local close = c == "{" and "}" or "]"
+    local d = skip_ws(st)
+    local end_err
+    if d == close then st.i = st.i + 1
+    elseif d == "," then
+      end_err = "trailing comma"
+      local save = st.i
+      st.i = st.i + 1
+      if c == "[" and skip_ws(st) ~= "]" then end_err = "trailing characters" end
+      st.i = save
+    elseif d == nil then end_err = c == "{" and "EOF while parsing an object" or "EOF while parsing a list"
+    else end_err = "trailing characters" end
+    if not ok then error(fix_position(st, e), 0) end
+    if end_err then err_peek(st, end_err) end
+    return out
+  end
+  invalid_type(st, "struct " .. schema.name)
+end
+
+--- Declares a message schema: S.struct("BootstrapRequest", {{"domain", "string"}, ...}).
+-- A field entry may carry required = true (serde field without a default).
+function S.struct(name, fields)
+  local by_name = {}
+  for _, f in ipairs(fields) do by_name[f[1]] = f[2] end
+  return { name = name, fields = fields, by_name = by_name }
+end
+
+--- Decodes text as one value of the schema; returns the table or nil, serde error text.
+function S.decode(text, schema)
+  local st = { s = text, i = 1 }
+  local ok, v = pcall(function()
+    local out = S._decode_struct(st, schema)
+    if skip_ws(st) ~= nil then err_peek(st, "trailing characters") end
+    return out
+  end)
+  if ok then return v end
+  if getmetatable(v) == Err then return nil, v.msg end
+  error(v, 0)
+end
+
+--- Decodes any JSON document; returns the value (S.null for null) or nil, serde error text.
+function S.decode_any(text)
+  local st = { s = text, i = 1 }
+  local ok, v = pcall(function()
+    local out = parse_any(st, 0)
+    if skip_ws(st) ~= nil then err_peek(st, "trailing characters") end
+    return out
+  end)
+  if ok then return v end
+  if getmetatable(v) == Err then return nil, v.msg end
+  error(v, 0)
+end
+
+--- Hex-decodes like prpc's bytes fields (without position); returns bytes or nil, message.
+function S.hex_decode(s)
+  local ok, v = pcall(hex_decode, s)
+  if ok then return v end
+  if getmetatable(v) == Err then return nil, v.msg end
+  error(v, 0)
+end
+
+-- Encoding ------------------------------------------------------------------------
+
+local Obj = { __name = "serde.obj" }
+S.array_mt = { __name = "serde.array" }
+
+--- An object with a fixed key order: S.obj{ {"a", 1}, {"b", S.null} }.
+function S.obj(pairs_list)
+  return setmetatable({ list = pairs_list }, Obj)
+end
+
+--- Marks t as a JSON array (needed for empty arrays).
+function S.arr(t) return setmetatable(t or {}, S.array_mt) end
+
+--- serde_json's string escaping: quotes, backslash and control characters only.
+function S.quote(s)
+  return '"' .. s:gsub('[%z\1-\31"\\]', function(c)
+    local named = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t", ["\b"] = "\\b", ["\f"] = "\\f" }
+    return named[c] or string.format("\\u%04x", c:byte())
+  end) .. '"'
+end
+
+local function encode(v, out)
+  local tv = type(v)
+  if v == nil or v == S.null then out[#out + 1] = "null"
+  elseif tv == "string" then out[#out + 1] = S.quote(v)
+  elseif tv == "boolean" then out[#out + 1] = tostring(v)
+  elseif tv == "number" then
+    if math.type(v) == "integer" then out[#out + 1] = tostring(v)
+    elseif v == math.floor(v) and math.abs(v) < 2 ^ 64 and v >= 0 then out[#out + 1] = string.format("%.0f", v)
+    else out[#out + 1] = float_text(v) end
+  elseif tv == "table" then
+    local mt = getmetatable(v)
+    if mt == Obj then
+      out[#out + 1] = "{"
+      for k, kv in ipairs(v.list) do
+        if k > 1 then out[#out + 1] = "," end
+        out[#out + 1] = S.quote(kv[1])
+        out[#out + 1] = ":"
+        encode(kv[2], out)
+      end
+      out[#out + 1] = "}"
+    elseif mt == S.array_mt or next(v) == nil or #v > 0 then
+      out[#out + 1] = "["
+      for k = 1, #v do
+        if k > 1 then out[#out + 1] = "," end
+        encode(v[k], out)
+      end
+      out[#out + 1] = "]"
+    else
+      local keys = {}
+      for k in pairs(v) do keys[#keys + 1] = k end
+      table.sort(keys)
+      out[#out + 1] = "{"
+      for k, key in ipairs(keys) do
+        if k > 1 then out[#out + 1] = "," end
+        out[#out + 1] = S.quote(tostring(key))
+        out[#out + 1] = ":"
+        encode(v[key], out)
+      end
+      out[#out + 1] = "}"
+    end
+  else
+    error("serde.encode: cannot encode a " .. tv, 0)
+  end
+end
+
+--- Compact JSON (serde_json::to_vec).
+function S.encode(v)
+  local out = {}
+  encode(v, out)
+  return table.concat(out)
+end
+
+--- The prpc JSON error body (pretty-printed, two-space indent).
+function S.error_body(message)
+  return "{\n  \"error\": " .. S.quote(message) .. "\n}"
+end
+
+return S

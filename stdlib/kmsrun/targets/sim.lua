@@ -1,0 +1,111 @@
+-- The `sim` target: each KMS is a `kmsrun serve kms-sim` child process — kmsrun's
+-- own emulator of the KMS protocol — on loopback. Runs anywhere, no hardware.
+-- Its results describe the emulator, never the real KMS.
+local crypto = require "kmsrun.crypto"
+local fs = require "kmsrun.fs"
+local proc = require "kmsrun.proc"
+local time = require "kmsrun.time"
+local kms_config = require "kmsrun.kms_config"
+
+local T = {
+  name = "sim",
+  summary = "kms-sim emulator processes on loopback (an emulator of the KMS protocol, not the real KMS)",
+  vars = {
+    sim_image = { default = "dstack-0.5.7-sim", help = "OS image name the emulated instances report (sim target)" },
+    sim_mutation = { default = "", help = "TEST ONLY: emulator mutation that re-creates a bug (sim target)" },
+    sim_faults = { default = "", help = "TEST ONLY: emulator fault switches, comma separated (sim target)" },
+  },
+}
+
+local LISTEN_TIMEOUT = 15
+
+local function tail(path, n)
+  local data = fs.read(path) or ""
+  local lines = {}
+  for line in data:gmatch("[^\n]+") do lines[#lines + 1] = line end
+  return table.concat(lines, "\n", math.max(1, #lines - (n or 10) + 1))
+end
+
+-- Waits for the emulator's "listening on <scheme>://host:port" line (the n-th one).
+local function listening(h, scheme, nth)
+  local deadline = time.now() + LISTEN_TIMEOUT
+  while true do
+    local seen = 0
+    for url in (fs.read(h.stdout_path) or ""):gmatch("listening on (" .. scheme .. "://[%w%.%-:%[%]]+)") do
+      seen = seen + 1
+      if seen == nth then return url end
+    end
+    if not h.process:running() then
+      return nil, string.format("%s exited (%s) before listening; last log lines:\n%s",
+        h.name, tostring(h.process), tail(h.log_path))
+    end
+    if time.now() > deadline then
+      return nil, string.format("%s did not listen within %d s; last log lines:\n%s", h.name, LISTEN_TIMEOUT, tail(h.log_path))
+    end
+    time.sleep(0.002)
+  end
+end
+
+function T.auth_url_for_kms(run, auth)
+  return auth.url
+end
+
+function T.deploy(run, h)
+  local work, err = fs.tmpdir("kmsrun-" .. h.name)
+  if not work then return nil, err end
+  run:defer("remove work directory of " .. h.name, function() fs.remove(work) end)
+  h.workdir = work
+  local cert_dir = work .. "/certs"
+  fs.mkdir(cert_dir)
+  local config = work .. "/kms.toml"
+  local ok, werr = fs.write(config, kms_config.toml {
+    cert_dir = cert_dir, port = 0, address = "127.0.0.1",
+    webhook_url = h.auth_url, site_name = h.name,
+  })
+  if not ok then return nil, werr end
+  local argv = { proc.exe(), "serve", "kms-sim", "-c", config,
+    "--image", h.spec.image or run.vars.sim_image,
+    "--salt", crypto.hex(crypto.random(16)) }
+  if h.spec.attestation == false then argv[#argv + 1] = "--no-attestation" end
+  if run.vars.sim_mutation ~= "" then
+    argv[#argv + 1] = "--mutation"
+    argv[#argv + 1] = run.vars.sim_mutation
+  end
+  for fault in (run.vars.sim_faults or ""):gmatch("[^,%s]+") do
+    argv[#argv + 1] = "--fault"
+    argv[#argv + 1] = fault
+  end
+  h.stdout_path = work .. "/stdout"
+  h.log_path = run.evidence:path("logs/" .. h.name .. ".log")
+  fs.mkdir(run.evidence:path("logs"))
+  local p, perr = proc.spawn(argv, { cwd = work, stdout = h.stdout_path, stderr = h.log_path })
+  if not p then return nil, perr end
+  h.process = p
+  run:defer("stop " .. h.name .. " (" .. tostring(p) .. ")", function() p:kill(2) end)
+  local url, lerr = listening(h, "http", 1)
+  if not url then return nil, lerr end
+  h.onboard_url = url
+  h.runtime_url = url:gsub("^http:", "https:")
+  h.guest = { onboard_url = h.onboard_url, runtime_url = h.runtime_url }
+  return true
+end
+
+-- After /finish the emulator switches to TLS; it announces the runtime listener.
+function T.runtime_ready(run, h)
+  local url, err = listening(h, "https", 1)
+  if not url then return nil, err end
+  h.runtime_url = url
+  h.guest.runtime_url = url
+  return true
+end
+
+function T.remove(run, h)
+  if h.process and h.process:running() then h.process:kill(2) end
+  return true
+end
+
+function T.log_tail(run, h, n)
+  return h.log_path and tail(h.log_path, n) or ""
+end
+
+return T
