@@ -24,7 +24,7 @@
 #endif
 
 /* Response headers are not covered by max_body; bound them separately. */
-enum { MAX_HEADER_BYTES = 1 << 20 };
+enum { MAX_HEADER_BYTES = 1 << 20, MAX_IDLE_CONNECTIONS = 64 };
 
 typedef struct sock_watch {
     curl_socket_t fd;
@@ -499,13 +499,15 @@ static int client_init(struct event_base *base)
     client.base = base;
     curl_multi_setopt(client.multi, CURLMOPT_SOCKETFUNCTION, on_socket);
     curl_multi_setopt(client.multi, CURLMOPT_TIMERFUNCTION, on_timer_change);
+    /* By default the cache only holds 4 idle connections per transfer in
+     * flight, so a run talking to a few servers in turn would lose them. */
+    curl_multi_setopt(client.multi, CURLMOPT_MAXCONNECTS, (long)MAX_IDLE_CONNECTIONS);
     return 0;
 }
 
 void kr_http_shutdown(void)
 {
     if (!client.multi) return;
-    { int n=0, w=0; for (kr_http_xfer *y=client.xfers;y;y=y->next) n++; for (sock_watch *y=client.watches;y;y=y->next) w++; fprintf(stderr, "DEBUG shutdown: %d in flight, %d watches\n", n, w); }
     /* Completing (rather than silently dropping) what is still in flight
      * lets its owner release its own state, whatever the shutdown order. */
     while (client.xfers) {
@@ -530,7 +532,6 @@ void kr_http_shutdown(void)
 void kr_http_abort(kr_http_xfer *x)
 {
     if (!x) return;
-    fprintf(stderr, "DEBUG abort %s\n", x->url);
     unlink_xfer(x);
     xfer_free(x);
 }

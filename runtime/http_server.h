@@ -19,7 +19,7 @@ typedef struct kr_httpd_config {
     const char *host;           /* address or name to bind, e.g. "127.0.0.1" */
     int port;                   /* 0: any free port (read it back with kr_httpd_port) */
     size_t max_body;            /* larger request bodies get 413, the callback never sees them */
-    /* TLS when cert_pem is set. PEM text in memory, not NUL-terminated necessarily. */
+    /* TLS when cert_pem is set. PEM text in memory, with explicit lengths (no NUL needed). */
     const char *cert_pem;       /* leaf certificate, optionally followed by its chain */
     size_t cert_len;
     const char *key_pem;

@@ -44,8 +44,7 @@ static void push_bytes(lua_State *L, kr_bytes *b)
     kr_bytes_free(b);
 }
 
-/* Options are read raw: no metamethod runs, and every string we point to
- * stays anchored in the options table until the primitive returns. */
+/* The options table at arg (an empty one when absent), checked for unknown names. */
 static int opts_arg(lua_State *L, int arg, const char *fn, const char *const known[])
 {
     char where[48];
@@ -61,6 +60,8 @@ static int opts_arg(lua_State *L, int arg, const char *fn, const char *const kno
     return arg;
 }
 
+/* Options are read raw: no metamethod runs, and every string we point to
+ * stays anchored in the options table until the primitive returns. */
 static int opt_get(lua_State *L, int opts, const char *key)
 {
     lua_pushstring(L, key);
@@ -127,7 +128,7 @@ static int opt_list(lua_State *L, int opts, const char *fn, const char *key)
 static int l_random(lua_State *L)
 {
     int isint = 0;
-    lua_Integer n = lua_tointegerx(L, 1, &isint);
+    lua_Integer n = lua_type(L, 1) == LUA_TNUMBER ? lua_tointegerx(L, 1, &isint) : 0;
     if (!isint || n < 0 || n > INT_MAX) misuse(L, "random", "n must be an integer in [0, %d]", INT_MAX);
     luaL_Buffer b;
     unsigned char *p = (unsigned char *)luaL_buffinitsize(L, &b, (size_t)n);
@@ -591,7 +592,8 @@ static int l_verify_chain(lua_State *L)
 
 static const kr_func funcs[] = {
     {"random", l_random, "random(n)", "bytes",
-     "Returns `n` bytes (an integer, 0 or more) from OpenSSL's cryptographically secure generator."},
+     "Returns `n` random bytes from OpenSSL's cryptographically secure generator; `n` is an integer from 0 "
+     "to 2^31-1."},
     {"sha256", l_sha256, "sha256(data)", "bytes", "SHA-256 digest of the string `data`: 32 raw bytes (use `hex` to print)."},
     {"sha384", l_sha384, "sha384(data)", "bytes", "SHA-384 digest of the string `data`: 48 raw bytes."},
     {"sha512", l_sha512, "sha512(data)", "bytes", "SHA-512 digest of the string `data`: 64 raw bytes."},

@@ -39,13 +39,13 @@ static int get_opt(lua_State *L, int idx, const char *key, int t, const char *pr
     return got != LUA_TNIL;
 }
 
-/* The returned string stays alive: the options table references it. */
+/* [-0, +1, e] The value stays on the stack, which keeps the returned string
+ * alive even if the options table is a proxy that made it up. */
 static const char *opt_string(lua_State *L, int idx, const char *key, const char *prefix, size_t *len)
 {
     const char *s = NULL;
     if (len) *len = 0;
     if (get_opt(L, idx, key, LUA_TSTRING, prefix)) s = lua_tolstring(L, -1, len);
-    lua_pop(L, 1);
     return s;
 }
 
@@ -82,9 +82,9 @@ static double check_seconds(lua_State *L, const char *key, double v)
     return v;
 }
 
-/* [-0, +1, e] Read opts.headers into an array that lives in a userdata left
- * on the stack (so a later raise leaks nothing). Number values become strings,
- * kept alive in the same userdata's user value. */
+/* [-0, +1|2, e] Read opts.headers into an array that lives in a userdata
+ * left on the stack (so a later raise leaks nothing). Number values become
+ * strings, kept alive in the same userdata's user value. */
 static void read_headers(lua_State *L, int opts, kr_http_request *req)
 {
     if (!get_opt(L, opts, "headers", LUA_TTABLE, "")) {
@@ -123,13 +123,12 @@ static void read_headers(lua_State *L, int opts, kr_http_request *req)
         h[i].value = value;
         i++;
     }
-    lua_settop(L, keep - 1);
-    lua_replace(L, src);
+    lua_settop(L, keep - 1); /* the table anchors the names, the userdata the rest */
     req->headers = h;
     req->nheaders = i;
 }
 
-/* [-0, +0, e] Read opts.tls into req. */
+/* [-0, +4|1, e] Read opts.tls into req; its values stay on the stack. */
 static void read_tls(lua_State *L, int opts, kr_http_request *req)
 {
     req->verify_host = 1;
@@ -145,12 +144,13 @@ static void read_tls(lua_State *L, int opts, kr_http_request *req)
     req->insecure = opt_bool(L, t, "insecure", "tls.", 0);
     req->verify_host = opt_bool(L, t, "verify_host", "tls.", 1);
     if (!req->cert_pem != !req->key_pem) luaL_error(L, WHERE ": tls.cert and tls.key must be given together");
-    lua_pop(L, 1);
 }
 
-/* [-0, +1, e] Validate everything and fill req; leaves one anchor value on the stack. */
+/* [-0, +n, e] Validate everything and fill req. Every value req points to
+ * stays on the stack until the request has been started. */
 static void read_request(lua_State *L, kr_http_request *req)
 {
+    luaL_checkstack(L, 16, WHERE);
     if (lua_type(L, 1) != LUA_TSTRING) luaL_error(L, WHERE ": url must be a string, got %s", luaL_typename(L, 1));
     kr_check_opts(L, 2, WHERE, request_opts);
     memset(req, 0, sizeof *req);
@@ -293,13 +293,14 @@ static void register_shutdown(lua_State *L)
 }
 
 static const kr_func funcs[] = {
-    {"request", l_request, "request(url, opts)", "response | nil, err, code",
+    {"request", l_request, "request(url [, opts])", "response | nil, err, code",
      "Sends one HTTP request to `url` (`http://` or `https://`) and waits for the whole response; "
      "only the calling task waits. Connections are kept alive and reused by later requests to the "
      "same peer with the same TLS settings. Redirects are not followed; proxy environment variables "
      "are ignored.\n\n"
      "Options (all optional):\n\n"
-     "- `method`: any HTTP verb, default `\"GET\"`. `POST`, `PUT` and `PATCH` without `body` send an empty body.\n"
+     "- `method`: any HTTP verb, sent as given (methods are case-sensitive), default `\"GET\"`. `POST`, `PUT` "
+     "and `PATCH` without `body` send an empty body.\n"
      "- `headers`: table of name → value (strings or numbers). No `Content-Type` is added unless given.\n"
      "- `body`: request body (a string; bytes are sent as they are).\n"
      "- `timeout`: limit for the whole request in seconds, default 30.\n"
@@ -317,9 +318,11 @@ static const kr_func funcs[] = {
      "responses, not failures), `time` (seconds taken), `reused` (true if no new connection was "
      "made), `http_version` (`\"1.1\"`, `\"2\"`, ...) and, for HTTPS, `certs`: the server's "
      "certificate chain as presented, PEM strings, leaf first (also on a reused connection).\n\n"
-     "Failures return `nil, message, code` with code `ECONNREFUSED`, `ETIMEDOUT`, `ETLS` (handshake "
-     "or verification failure; the message gives the reason), `ERESOLVE`, `ECONNRESET` (empty reply "
-     "or connection closed by the peer), `ETOOBIG` or `EHTTP` (anything else). An invalid URL, an "
+     "Failures return `nil, message, code` with code `ECONNREFUSED`, `ETIMEDOUT` (the message names "
+     "the limit that expired), `ETLS` (handshake or verification failure, the message gives the reason; "
+     "also a new HTTPS connection that the server closes right after the handshake, which is how a "
+     "TLS 1.3 server rejects a client certificate), `ERESOLVE`, `ECONNRESET` (empty reply or "
+     "connection closed by the peer), `ETOOBIG` or `EHTTP` (anything else). An invalid URL, an "
      "unknown option or an option of the wrong type raises. Raises `cancelled` if the task is "
      "cancelled meanwhile; the transfer is aborted."},
     {NULL, NULL, NULL, NULL, NULL}};

@@ -183,18 +183,18 @@ static int request_gc(lua_State *L)
     return 0;
 }
 
-/* [-0, +1, m] Takes ownership of r as the first allocation, so nothing leaks
- * if building the fields runs out of memory. */
-static request_ud *push_request(lua_State *L, kr_httpd_req *r)
+/* [-0, +1, m] The userdata takes r over (and *owned says so) before anything
+ * else is allocated, so that r is released exactly once whatever fails. */
+static void push_request(lua_State *L, kr_httpd_req *r, int *owned)
 {
     request_ud *u = lua_newuserdatauv(L, sizeof *u, 1);
     u->r = NULL;
     u->responded = 0;
     luaL_setmetatable(L, REQUEST_MT);
     u->r = r;
+    *owned = 1;
     push_fields(L, r);
     lua_setiuservalue(L, -2, 1);
-    return u;
 }
 
 /* ---- dispatch from the loop ---------------------------------------------- */
@@ -209,8 +209,7 @@ static int dispatch(lua_State *L)
 {
     dispatch_args *a = lua_touserdata(L, 1);
     lua_settop(L, 0);
-    push_request(L, a->r);
-    a->owned = 1;
+    push_request(L, a->r, &a->owned);
     lua_rawgeti(L, LUA_REGISTRYINDEX, a->s->fn_ref);
     lua_pushvalue(L, 1);
     if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
@@ -292,17 +291,45 @@ static int server_tostring(lua_State *L)
     return 1;
 }
 
-/* [-0, +0, e] A PEM option of the tls table, or NULL. */
-static const char *tls_pem(lua_State *L, int tls, const char *key, size_t *len)
+/* [-0, +0, e] Option `key` of the table at idx if it has type `type`; nil
+ * gives 0, another type raises. The value is left on the stack (+1) when found.
+ * `prefix` names the sub-table in messages ("tls."). */
+static int opt(lua_State *L, int idx, const char *prefix, const char *key, int type)
 {
-    int t = lua_getfield(L, tls, key);
-    const char *s = NULL;
+    if (!lua_istable(L, idx)) return 0;
+    int t = lua_getfield(L, idx, key);
+    if (t == type) return 1;
+    if (t != LUA_TNIL)
+        luaL_error(L, "httpd.listen: option '%s%s' must be a %s, got %s", prefix, key, lua_typename(L, type),
+                   lua_typename(L, t));
+    lua_pop(L, 1);
+    return 0;
+}
+
+/* [-0, +0, e] A string option, or NULL; it stays referenced by the options table. */
+static const char *opt_string(lua_State *L, int idx, const char *prefix, const char *key, size_t *len)
+{
     *len = 0;
-    if (t == LUA_TSTRING) s = lua_tolstring(L, -1, len);
-    else if (t != LUA_TNIL)
-        luaL_error(L, "httpd.listen: option 'tls.%s' must be a PEM string, got %s", key, lua_typename(L, t));
-    lua_pop(L, 1); /* still referenced by the tls table */
+    if (!opt(L, idx, prefix, key, LUA_TSTRING)) return NULL;
+    const char *s = lua_tolstring(L, -1, len);
+    lua_pop(L, 1);
     return s;
+}
+
+static lua_Number opt_number(lua_State *L, int idx, const char *key, lua_Number def)
+{
+    if (!opt(L, idx, "", key, LUA_TNUMBER)) return def;
+    lua_Number v = lua_tonumber(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+static int opt_bool(lua_State *L, int idx, const char *prefix, const char *key)
+{
+    if (!opt(L, idx, prefix, key, LUA_TBOOLEAN)) return 0;
+    int v = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return v;
 }
 
 static int l_listen(lua_State *L)
@@ -316,13 +343,15 @@ static int l_listen(lua_State *L)
     kr_check_opts(L, 1, "httpd.listen", known);
 
     kr_httpd_config cfg = {0};
-    cfg.host = kr_opt_string(L, 1, "host", "127.0.0.1", NULL);
-    lua_Number port = kr_opt_number(L, 1, "port", 0);
+    size_t len;
+    cfg.host = opt_string(L, 1, "", "host", &len);
+    if (!cfg.host) cfg.host = "127.0.0.1";
+    lua_Number port = opt_number(L, 1, "port", 0);
     if (!(port >= 0 && port <= 65535) || port != floor(port))
         return luaL_error(L, "httpd.listen: port must be an integer from 0 to 65535, got %s",
                           luaL_tolstring(L, (lua_getfield(L, 1, "port"), -1), NULL));
     cfg.port = (int)port;
-    lua_Number max_body = kr_opt_number(L, 1, "max_body", DEFAULT_MAX_BODY);
+    lua_Number max_body = opt_number(L, 1, "max_body", DEFAULT_MAX_BODY);
     if (!(max_body >= 0 && max_body <= 1e15) || max_body != floor(max_body))
         return luaL_error(L, "httpd.listen: max_body must be a non-negative integer");
     cfg.max_body = (size_t)max_body;
@@ -333,10 +362,10 @@ static int l_listen(lua_State *L)
             return luaL_error(L, "httpd.listen: option 'tls' must be a table, got %s", luaL_typename(L, -1));
         tls = lua_gettop(L);
         kr_check_opts(L, tls, "httpd.listen: tls", tls_known);
-        cfg.cert_pem = tls_pem(L, tls, "cert", &cfg.cert_len);
-        cfg.key_pem = tls_pem(L, tls, "key", &cfg.key_len);
-        cfg.client_ca_pem = tls_pem(L, tls, "client_ca", &cfg.client_ca_len);
-        cfg.require_client_cert = kr_opt_bool(L, tls, "require_client_cert", 0);
+        cfg.cert_pem = opt_string(L, tls, "tls.", "cert", &cfg.cert_len);
+        cfg.key_pem = opt_string(L, tls, "tls.", "key", &cfg.key_len);
+        cfg.client_ca_pem = opt_string(L, tls, "tls.", "client_ca", &cfg.client_ca_len);
+        cfg.require_client_cert = opt_bool(L, tls, "tls.", "require_client_cert");
         if (!cfg.cert_pem || !cfg.key_pem) return luaL_error(L, "httpd.listen: tls needs both cert and key");
         if (cfg.require_client_cert && !cfg.client_ca_pem)
             return luaL_error(L, "httpd.listen: tls.require_client_cert needs tls.client_ca");

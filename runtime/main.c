@@ -7,6 +7,7 @@
 #include <curl/curl.h>
 #include <lauxlib.h>
 #include <lualib.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -43,6 +44,8 @@ static int pmain(lua_State *L)
 
 int main(int argc, char **argv)
 {
+    /* A peer hanging up mid-write must be an error return, not a fatal signal. */
+    signal(SIGPIPE, SIG_IGN);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
         fprintf(stderr, "kmsrun: cannot initialise libcurl\n");
         return 70;

@@ -28,7 +28,10 @@ void kr_newmodule(lua_State *L, const kr_module *m)
     lua_createtable(L, n, 0);
     for (int i = 0; i < n; i++) {
         const kr_func *f = &m->funcs[i];
-        lua_pushcfunction(L, f->fn);
+        /* The full name ("http.request") rides along as upvalue 1 for kr_error. */
+        const char *shortname = strncmp(m->name, "kmsrun.", 7) == 0 ? m->name + 7 : m->name;
+        lua_pushfstring(L, "%s.%s", shortname, f->name);
+        lua_pushcclosure(L, f->fn, 1);
         lua_setfield(L, mod, f->name);
         lua_createtable(L, 0, 4);
         lua_pushstring(L, f->name);
@@ -55,13 +58,15 @@ int kr_host_docs(lua_State *L)
     return 1;
 }
 
-/* The name of the running C function, as "module.func", for messages. */
+/* The name of the running C function, as "module.func", for messages: the
+ * upvalue kr_newmodule gave it, else whatever name Lua knows it by. */
 static void where(lua_State *L, char *buf, size_t len)
 {
     lua_Debug ar;
     buf[0] = '\0';
-    if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar) && ar.name)
-        snprintf(buf, len, "%s", ar.name);
+    const char *full = lua_type(L, lua_upvalueindex(1)) == LUA_TSTRING ? lua_tostring(L, lua_upvalueindex(1)) : NULL;
+    if (full) snprintf(buf, len, "%s", full);
+    else if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar) && ar.name) snprintf(buf, len, "%s", ar.name);
 }
 
 int kr_error(lua_State *L, const char *fmt, ...)

@@ -99,8 +99,8 @@ static int set_serial(X509 *x, const kr_cert_spec *s, kr_crypto_err *err)
     if (ok && s->has_serial) {
         ok = BN_set_word(bn, s->serial);
     } else if (ok) {
-        do ok = BN_rand(bn, 64, BN_RAND_TOP_ANY, BN_RAND_BOTTOM_ANY);
-        while (ok && BN_is_zero(bn));
+        /* Top bit set: always exactly 64 bits, so never zero and always 16 hex digits. */
+        ok = BN_rand(bn, 64, BN_RAND_TOP_ONE, BN_RAND_BOTTOM_ANY);
     }
     ok = ok && BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) != NULL;
     BN_free(bn);

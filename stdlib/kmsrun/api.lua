@@ -122,8 +122,8 @@ end
 function M.define(rec)
   assert(rec.name and rec.fn and rec.signature and rec.doc, "api.define: name, fn, signature and doc are required")
   rec.group = rec.group or "runbook"
+  if not M.functions[rec.name] then M.order[#M.order + 1] = rec.name end
   M.functions[rec.name] = rec
-  M.order[#M.order + 1] = rec.name
   local fn = rec.fn
   rec.checked = function(...)
     check_args(rec, table.pack(...))

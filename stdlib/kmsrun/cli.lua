@@ -9,6 +9,7 @@ usage: kmsrun [options] RUNBOOK.lua
        kmsrun doc [NAME]               the runbook author reference
        kmsrun serve auth|kms-sim ...   run the auth-policy server or the KMS emulator
        kmsrun test FILE...             run Lua test files
+       kmsrun script FILE [ARGS...]    run a plain Lua file (host modules available)
 
 options:
   --var NAME=VALUE   set a runbook variable (repeatable)

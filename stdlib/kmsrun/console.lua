@@ -68,6 +68,7 @@ function Console:progress(msg)
 end
 
 function Console:summary(run, counts)
+  if run.error then self:write("\nerror: ", tostring(run.error), "\n") end
   self:write(string.format("\ncases: %d passed, %d failed, %d skipped\n", counts.passed, counts.failed, counts.skipped))
   self:write(string.format("report: %s\n", run.evidence:path("report.json")))
   if run.archive_path then self:write("evidence: ", run.archive_path, "\n") end

@@ -125,6 +125,14 @@ return function(argv)
   elseif cmd == "test" then
     table.remove(args, 1)
     return run_in_task(require("kmsrun.testing").run, args)
+  elseif cmd == "script" then
+    -- kmsrun script FILE ARGS...: a plain Lua file run in a task, with `arg` set.
+    local file = args[2]
+    if not file then io.stderr:write("usage: kmsrun script FILE [ARGS...]\n") return 2 end
+    local chunk, err = loadfile(file, "t")
+    if not chunk then io.stderr:write(err, "\n") return 2 end
+    _G.arg = { [0] = file, table.unpack(args, 3) }
+    return run_in_task(function() return chunk(table.unpack(args, 3)) end)
   elseif cmd == "serve" then
     -- kmsrun serve NAME ARGS...: runs module kmsrun.serve.<name> (dashes become underscores),
     -- which returns function(args) -> exit code, called inside a task.
@@ -133,9 +141,14 @@ return function(argv)
       io.stderr:write("usage: kmsrun serve auth|kms-sim [options]\n")
       return 2
     end
-    local ok, serve = pcall(require, "kmsrun.serve." .. name:gsub("-", "_"))
+    local module = "kmsrun.serve." .. name:gsub("-", "_")
+    local ok, serve = pcall(require, module)
     if not ok then
-      io.stderr:write("kmsrun serve: unknown service '", name, "'\n")
+      if tostring(serve):find("module '" .. module .. "' not found", 1, true) then
+        io.stderr:write("kmsrun serve: unknown service '", name, "' (services: auth, kms-sim)\n")
+      else
+        io.stderr:write("kmsrun serve ", name, ": ", tostring(serve), "\n")
+      end
       return 2
     end
     return run_in_task(serve, { table.unpack(args, 3) })

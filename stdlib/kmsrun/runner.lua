@@ -163,7 +163,12 @@ function Run:set_policy(auth, policy)
   local text = json.encode(policy.config, { pretty = true }) .. "\n"
   local version, sha
   if auth.server then
+    local err
     version, sha = auth.server:set_policy(policy.config)
+    if not version then steps.fail("policy of " .. auth.name .. " replaced", tostring(sha)) end
+    -- The evidence holds the exact bytes served, so it hashes to the recorded value.
+    text, err = auth.server:policy_text()
+    if not text then steps.fail("policy of " .. auth.name .. " readable", tostring(err)) end
     -- Confirm the server serves what we set before the next step runs.
     local live = auth.server:policy_hash()
     if live ~= sha then steps.fail("auth server " .. auth.name .. " serving policy " .. sha, "serving " .. tostring(live)) end
@@ -179,8 +184,6 @@ function Run:set_policy(auth, policy)
   end
   local prev = self.policy_versions[auth.name]
   self.policy_versions[auth.name] = { version = version, sha256 = sha, description = policy.description }
-  local n = 0
-  for _ in pairs(self.policy_snapshots or {}) do n = n + 1 end
   self.policy_snapshots = self.policy_snapshots or {}
   self.policy_snapshots[#self.policy_snapshots + 1] = true
   local file = string.format("policies/%03d-%s-v%d.json", #self.policy_snapshots, auth.name, version)

@@ -1,13 +1,12 @@
 -- kmsrun.server and kmsrun.httpd against kmsrun.http, loopback only, port 0.
--- The TLS test makes its certificates with the openssl CLI.
--- TODO: switch to crypto.keygen/crypto.cert once kmsrun.crypto exists.
+-- Client certificates are covered by test_https_mtls.lua.
 local T = require "kmsrun.testing"
 local task = require "kmsrun.task"
 local time = require "kmsrun.time"
 local http = require "kmsrun.http"
 local httpd = require "kmsrun.httpd"
 local server = require "kmsrun.server"
-local fs = require "kmsrun.fs"
+local crypto = require "kmsrun.crypto"
 
 local function request(url, opts)
   local res, err, code = http.request(url, opts)
@@ -236,27 +235,12 @@ end)
 -- ---- TLS -------------------------------------------------------------------
 
 local function make_certs()
-  local dir = assert(fs.tmpdir("httpd-test"))
-  local script = [=[
-set -e
-cd "$1"
-root() {
-  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1.key" 2>/dev/null
-  openssl req -x509 -new -key "$1.key" -subj "/CN=$1" -days 2 -out "$1.pem" \
-    -addext basicConstraints=critical,CA:true 2>/dev/null
-}
-root ca
-openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out server.key 2>/dev/null
-openssl req -new -key server.key -subj /CN=server -out server.csr 2>/dev/null
-printf 'subjectAltName=IP:127.0.0.1\n' > server.ext
-openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
-  -extfile server.ext -out server.pem 2>/dev/null
-]=]
-  assert(fs.write(dir .. "/mk.sh", script))
-  assert(os.execute("sh '" .. dir .. "/mk.sh' '" .. dir .. "'"), "openssl failed")
-  local certs = { ca = fs.read(dir .. "/ca.pem"), cert = fs.read(dir .. "/server.pem"), key = fs.read(dir .. "/server.key") }
-  fs.remove(dir)
-  return certs
+  local ca_key, key = crypto.keygen(), crypto.keygen()
+  local ca = assert(crypto.cert { key = ca_key, subject = { CN = "test ca" }, ca = true })
+  local cert = assert(crypto.cert {
+    key = key, subject = { CN = "test server" }, san = { "IP:127.0.0.1" }, issuer_cert = ca, issuer_key = ca_key,
+  })
+  return { ca = ca, cert = cert, key = key }
 end
 
 T.test("close, then listen again on the same port with TLS", function()

@@ -5,11 +5,14 @@
 -- marker, loses key order and escapes "/".
 local M = {}
 
---- The JSON null value (a sentinel, so arrays never have holes).
-M.null = setmetatable({}, { __name = "json.null", __tostring = function() return "null" end })
+--- The JSON null value (cjson's, which kmsrun.json shares), so arrays never have holes.
+M.null = require("cjson").null
 
-local ARRAY = { __name = "json.array" }
-local OBJECT = { __name = "json.object" }
+-- Arrays share kmsrun.json's marker, so that module encodes them as arrays too;
+-- tables marked by it (arrays, and objects ordered by an "__order" list) are read here.
+local ok_kj, kj = pcall(require, "kmsrun.json")
+local ARRAY = ok_kj and getmetatable(kj.array()) or { __jsontype = "array" }
+local OBJECT = { __name = "json.object", __jsontype = "object" }
 local order = setmetatable({}, { __mode = "k" }) -- object -> list of keys in wire order
 
 --- Marks t (default: a new table) as a JSON array, so that an empty one encodes as [].
@@ -25,9 +28,17 @@ function M.object(t, keys)
   return t
 end
 
---- The key order recorded for an object (by M.object or M.decode), or nil.
+-- kmsrun.json keeps an ordered object's key list inside it, under "__order".
+local function foreign_order(t)
+  local mt = getmetatable(t)
+  if mt and mt ~= OBJECT and mt.__jsontype == "object" and type(rawget(t, "__order")) == "table" then
+    return rawget(t, "__order")
+  end
+end
+
+--- The key order recorded for an object (by M.object, M.decode or kmsrun.json), or nil.
 function M.key_order(t)
-  return order[t]
+  return order[t] or foreign_order(t)
 end
 
 --- Builds an ordered object from a flat list: M.ordered("a", 1, "b", 2).
@@ -56,12 +67,12 @@ end
 function M.kind(v)
   local t = type(v)
   if t == "nil" then return "undefined" end
+  if v == M.null then return "null" end
   if t == "number" then return v ~= v and "nan" or "number" end
   if t ~= "table" then return t end
-  if v == M.null then return "null" end
   local mt = getmetatable(v)
-  if mt == ARRAY then return "array" end
-  if mt == OBJECT then return "object" end
+  if mt and mt.__jsontype == "array" then return "array" end
+  if mt and mt.__jsontype == "object" then return "object" end
   if next(v) == nil then return "empty" end
   return is_sequence(v) and "array" or "object"
 end
@@ -69,19 +80,40 @@ end
 --- The keys of an object in wire order: recorded order first, then the rest sorted.
 function M.keys(t)
   local keys, seen = {}, {}
-  for _, k in ipairs(order[t] or {}) do
+  local foreign = foreign_order(t)
+  if foreign then seen.__order = true end
+  for _, k in ipairs(order[t] or foreign or {}) do
     if t[k] ~= nil and not seen[k] then keys[#keys + 1] = k; seen[k] = true end
   end
   local rest = {}
   for k in pairs(t) do
     if not seen[k] then
-      if type(k) ~= "string" then error("json.encode: object key must be a string, got " .. type(k), 0) end
+      if type(k) ~= "string" then error("json: object keys must be strings, got " .. type(k), 0) end
       rest[#rest + 1] = k
     end
   end
   table.sort(rest)
   table.move(rest, 1, #rest, #keys + 1, keys)
   return keys
+end
+
+--- A deep copy of a Lua value in this module's representation: arrays and objects
+-- marked (from kmsrun.json's markers, or by shape for plain tables), kmsrun.json's
+-- "__order" turned into key order. Plain empty tables stay plain (either kind).
+function M.import(v)
+  local kind = M.kind(v)
+  if kind == "array" then
+    local a = M.array()
+    for i = 1, #v do a[i] = M.import(v[i]) end
+    return a
+  elseif kind == "object" then
+    local o, keys = {}, M.keys(v)
+    for _, k in ipairs(keys) do o[k] = M.import(v[k]) end
+    return M.object(o, keys)
+  elseif kind == "empty" then
+    return {}
+  end
+  return v
 end
 
 -- Decoding ----------------------------------------------------------------------------
@@ -152,48 +184,12 @@ local function to_js_number(text)
   return n
 end
 
-function Decoder:value(depth)
-  if depth > 4000 then self:fail("nesting too deep") end
-  self:skip()
+local LITERALS = { ["true"] = true, ["false"] = false, ["null"] = M.null }
+
+-- The scalar at the current position (string, number, literal); anything else is an error.
+function Decoder:scalar()
   local c = self:peek()
-  if c == "{" then
-    local obj, keys = {}, {}
-    self.pos = self.pos + 1
-    self:skip()
-    if self:peek() == "}" then self.pos = self.pos + 1; return M.object(obj, keys) end
-    while true do
-      self:skip()
-      if self:peek() ~= '"' then self:fail("expected a string key") end
-      local k = self:string()
-      self:skip()
-      if self:peek() ~= ":" then self:fail("expected ':'") end
-      self.pos = self.pos + 1
-      local v = self:value(depth + 1)
-      -- A repeated key keeps its first position and takes the last value, as in JS.
-      if obj[k] == nil then keys[#keys + 1] = k end
-      obj[k] = v
-      self:skip()
-      local d = self:peek()
-      self.pos = self.pos + 1
-      if d == "}" then return M.object(obj, keys) end
-      if d ~= "," then self.pos = self.pos - 1; self:fail("expected ',' or '}'") end
-    end
-  elseif c == "[" then
-    local arr = M.array()
-    self.pos = self.pos + 1
-    self:skip()
-    if self:peek() == "]" then self.pos = self.pos + 1; return arr end
-    while true do
-      arr[#arr + 1] = self:value(depth + 1)
-      self:skip()
-      local d = self:peek()
-      self.pos = self.pos + 1
-      if d == "]" then return arr end
-      if d ~= "," then self.pos = self.pos - 1; self:fail("expected ',' or ']'") end
-    end
-  elseif c == '"' then
-    return self:string()
-  end
+  if c == '"' then return self:string() end
   local num = self.s:match("^-?%d+%.?%d*[eE]?[-+]?%d*", self.pos)
   if num then
     -- The loose pattern above finds the extent; the grammar is checked strictly here.
@@ -204,7 +200,7 @@ function Decoder:value(depth)
     self.pos = self.pos + #num
     return to_js_number(num)
   end
-  for word, v in pairs({ ["true"] = true, ["false"] = false, ["null"] = M.null }) do
+  for word, v in pairs(LITERALS) do
     if self.s:sub(self.pos, self.pos + #word - 1) == word then
       self.pos = self.pos + #word
       return v
@@ -215,20 +211,80 @@ function Decoder:value(depth)
   self:fail(string.format("unexpected byte 0x%02x", c:byte()))
 end
 
+-- An object key and its colon.
+function Decoder:key()
+  self:skip()
+  if self:peek() ~= '"' then self:fail("expected a string key") end
+  local k = self:string()
+  self:skip()
+  if self:peek() ~= ":" then self:fail("expected ':'") end
+  self.pos = self.pos + 1
+  return k
+end
+
+-- Iterative, with an explicit stack: JSON.parse takes any nesting depth, and a body
+-- nested deeper than Lua's call depth must still get auth-simple's answer.
+function Decoder:value()
+  local stack = {}
+  while true do
+    self:skip()
+    local c, v = self:peek(), nil
+    if c == "{" or c == "[" then
+      self.pos = self.pos + 1
+      self:skip()
+      local close = c == "{" and "}" or "]"
+      if self:peek() == close then
+        self.pos = self.pos + 1
+        v = c == "{" and M.object({}, {}) or M.array()
+      elseif c == "{" then
+        stack[#stack + 1] = { obj = {}, keys = {}, key = self:key() }
+      else
+        stack[#stack + 1] = { arr = M.array() }
+      end
+    else
+      v = self:scalar()
+    end
+    -- A finished value goes into its container; closing brackets finish containers.
+    while v ~= nil do
+      local top = stack[#stack]
+      if not top then return v end
+      if top.arr then
+        top.arr[#top.arr + 1] = v
+      else
+        -- A repeated key keeps its first position and takes the last value, as in JS.
+        if top.obj[top.key] == nil then top.keys[#top.keys + 1] = top.key end
+        top.obj[top.key] = v
+      end
+      v = nil
+      self:skip()
+      local d = self:peek()
+      self.pos = self.pos + 1
+      if d == "," then
+        if top.obj then top.key = self:key() end
+      elseif d == (top.arr and "]" or "}") then
+        stack[#stack] = nil
+        v = top.arr or M.object(top.obj, top.keys)
+      else
+        self.pos = self.pos - 1
+        self:fail(top.arr and "expected ',' or ']'" or "expected ',' or '}'")
+      end
+    end
+  end
+end
+
 --- Decodes JSON text: value | nil, message. Arrays and objects come back marked
 -- (M.kind tells them apart, M.keys gives object keys in document order); null is M.null.
 function M.decode(text)
   if type(text) ~= "string" then error("json.decode: text must be a string, got " .. type(text), 2) end
   local d = setmetatable({ s = text, pos = 1 }, Decoder)
   local ok, v = pcall(function()
-    local v = d:value(0)
+    local v = d:value()
     d:skip()
     if d.pos <= #text then d:fail("unexpected data after the value") end
     return v
   end)
   if ok then return v end
   if type(v) == "table" and v.json_error then return nil, v.json_error end
-  if type(v) == "string" and v:find("stack overflow") then return nil, "invalid JSON: nesting too deep" end
   error(v, 0)
 end
 

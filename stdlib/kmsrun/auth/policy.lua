@@ -11,13 +11,13 @@ local ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 
 local function strings() return z.array(z.string()) end
 
-local DEVICE_RULES = {
-  { "devices", strings():default({}) },
-  { "allowAnyDevice", z.boolean():default(false) },
-}
-
-local function with_device_rules(list_key)
-  return z.object({ { list_key, strings():default({}) }, DEVICE_RULES[1], DEVICE_RULES[2] })
+-- kms and each app: an allowlist (MRs or compose hashes) plus the device rule.
+local function allowlist(list_key)
+  return z.object({
+    { list_key, strings():default({}) },
+    { "devices", strings():default({}) },
+    { "allowAnyDevice", z.boolean():default(false) },
+  })
 end
 
 --- The policy file schema (auth-simple's AuthConfigSchema): every key optional,
@@ -30,8 +30,8 @@ M.CONFIG = z.object({
   { "osImages", strings():default({}) },
   { "allowedTcbStatuses", strings():default({ "UpToDate" }) },
   { "allowedAdvisoryIds", strings():default({}) },
-  { "kms", with_device_rules("mrAggregated"):default({}) },
-  { "apps", z.record(with_device_rules("composeHashes")):default({}) },
+  { "kms", allowlist("mrAggregated"):default({}) },
+  { "apps", z.record(allowlist("composeHashes")):default({}) },
 })
 
 --- The request body schema of both POST routes (auth-simple's BootInfoSchema).
@@ -75,8 +75,8 @@ end
 -- then falls back to the defaults, like auth-simple would).
 function M.canonical(policy)
   if type(policy) ~= "table" then error("policy.canonical: policy must be a table, got " .. type(policy), 2) end
-  local ok, text = pcall(json.encode, M.CONFIG:shape(policy), { sort_keys = true })
-  if not ok then error("policy.canonical: " .. tostring(text):gsub("^json%.encode: ", ""), 2) end
+  local ok, text = pcall(function() return json.encode(M.CONFIG:shape(json.import(policy)), { sort_keys = true }) end)
+  if not ok then error("policy.canonical: " .. tostring(text):gsub("^json[%.%w]*: ", ""), 2) end
   return text
 end
 

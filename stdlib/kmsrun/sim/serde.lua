@@ -391,6 +391,11 @@ decode_field = function(st, ty)
     if c == "n" then st.i = st.i + 1; ident(st, "ull"); return nil end
     return decode_field(st, ty.optional)
   end
+  if ty.message then -- prost nested messages are Option<T>: null or the struct
+    local c = skip_ws(st)
+    if c == "n" then st.i = st.i + 1; ident(st, "ull"); return nil end
+    return S._decode_struct(st, ty.message)
+  end
   if ty.fields then return S._decode_struct(st, ty) end
   error("serde: bad field type", 0)
 end
