@@ -92,6 +92,9 @@ local function check_args(rec, args)
   end
 end
 
+--- Validates an argument list (a table.pack) against a record's spec; raises a usage error.
+M.check_args = check_args
+
 --- Edit distance, for "did you mean".
 function M.distance(a, b)
   a, b = tostring(a), tostring(b)

@@ -733,4 +733,50 @@ T.test("--host-alias rewrites outgoing hosts, texts keep the configured URL", fu
   h:close(); a:close()
 end)
 
+T.test("emulated identity: deterministic inputs, fresh salt = fresh instance", function()
+  local identity = require "kmsrun.sim.identity"
+  local S = function(t) return identity.summary(identity.derive(t)) end
+  local base = { image = "dstack-0.5.7", compose = "kms.toml bytes", salt = "salt-1" }
+  local a, b = S(base), S(base)
+  T.eq(a, b, "same inputs, same identity")
+  local redeploy = S { image = "dstack-0.5.7", compose = "kms.toml bytes", salt = "salt-2" }
+  T.ok(redeploy.mr_aggregated ~= a.mr_aggregated, "new salt: new MR")
+  T.ok(redeploy.instance_id ~= a.instance_id, "new salt: new instance id")
+  T.eq(redeploy.app_id, a.app_id, "same compose: same app id")
+  T.eq(redeploy.os_image_hash, a.os_image_hash)
+  T.eq(redeploy.mr_system, a.mr_system, "mr_system does not include the instance id")
+  local recompose = S { image = "dstack-0.5.7", compose = "kms.toml bytes ", salt = "salt-1" }
+  T.ok(recompose.app_id ~= a.app_id and recompose.mr_aggregated ~= a.mr_aggregated, "compose bytes are measured")
+  T.eq(recompose.compose_hash, crypto.hex(crypto.sha256("kms.toml bytes ")))
+  T.eq(recompose.app_id, recompose.compose_hash:sub(1, 40), "app id = first 20 bytes of the compose hash")
+  local reimage = S { image = "dstack-0.5.8", compose = "kms.toml bytes", salt = "salt-1" }
+  T.ok(reimage.os_image_hash ~= a.os_image_hash and reimage.mr_system ~= a.mr_system, "image is measured")
+  T.eq(S { image = "x", salt = "s", device = "\1\2" }.device_id, crypto.hex(crypto.sha256("\1\2")))
+  -- the boot-time measurement (SignCert) differs from the full one and has no key-provider info
+  local id = identity.derive(base)
+  local boot = identity.measure(id.regs, id.events, true)
+  T.ok(boot.mr_aggregated ~= id.mr_aggregated)
+  T.eq(boot.key_provider_info, "")
+  -- a tampered document does not verify
+  local blob = A.build(id, string.rep("\0", 64))
+  T.ok(A.verify(blob))
+  local _, err = A.verify((blob:gsub('"tcb_status":"UpToDate"', '"tcb_status":"OutOfDate"')))
+  T.eq(err, "emulated attestation digest mismatch")
+  local _, err2 = A.verify("")
+  T.eq(err2, "Empty attestation bytes")
+end)
+
+T.test("instances started with the same cert_dir but no --salt keep their identity", function()
+  local a = F.auth(DENY_ALL)
+  local h1 = assert(F.kms { webhook = a.url })
+  local id1 = h1.identity
+  h1:close()
+  local h2 = assert(F.kms { webhook = a.url, dir = h1.dir })
+  T.eq(h2.identity.instance_id, id1.instance_id)
+  h2:close()
+  local h3 = assert(F.kms { webhook = a.url, dir = h1.dir, salt = "00ff" })
+  T.ok(h3.identity.instance_id ~= id1.instance_id, "--salt wins")
+  h3:close(); a:close()
+end)
+
 T.test("cleanup", function() F.cleanup() end)

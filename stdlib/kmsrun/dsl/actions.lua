@@ -49,9 +49,21 @@ M.deploy = api.define {
   end,
 }
 
+-- The probe of a mode: a prpc method, or a plain GET path (prefixed "GET ").
+-- An instance without attestation can never answer GetAttestationInfo with 200,
+-- so its onboard endpoint is probed with /health.
 local function probe(h)
   if h.mode == "runtime" then return "KMS.GetMeta", h.runtime_url end
+  if h.spec.attestation == false then return "GET /health", h.onboard_url end
   return "Onboard.GetAttestationInfo", h.onboard_url
+end
+
+local function probe_once(method, base, timeout)
+  local path = method:match("^GET (/.*)$")
+  if not path then return prpc.call(base, method, nil, { timeout = timeout }) end
+  local res, err, code = http.request(base .. path, { timeout = timeout })
+  if not res then return nil, err, code end
+  return { status = res.status, raw = res.body, error = res.status ~= 200 and res.body or nil }
 end
 
 local function wait_one(h, opts, console)
@@ -68,7 +80,7 @@ local function wait_one(h, opts, console)
   local next_report = started + 2
   while true do
     attempts = attempts + 1
-    local res, err = prpc.call(base, method, nil, { timeout = math.max(1, math.min(10, deadline - time.now())) })
+    local res, err = probe_once(method, base, math.max(1, math.min(10, deadline - time.now())))
     if res and res.status == 200 then
       events.emit("ready", { kms = h.name, probe = method, attempts = attempts, waited = time.now() - started })
       return attempts
@@ -92,7 +104,7 @@ M.wait_ready = api.define {
   name = "wait_ready", group = "topology",
   signature = "wait_ready(kms, ..., [opts])", returns = "nothing",
   args = { { "kms", "kms", variadic = true } },
-  doc = [[Waits until every given KMS answers on its real endpoint — never a VM status: in onboard mode `Onboard.GetAttestationInfo`, after `finish` `KMS.GetMeta` over TLS; only an HTTP 200 counts. Polls with backoff and shows progress. A trailing options table may set `timeout` (seconds, default from the target: 30 on sim, 600 on vmm), `interval` (first delay, default 0.01), `backoff` (factor, default 1.5) and `max_interval` (default 2). On timeout the step fails with the last answer and the tail of the instance's log.]],
+  doc = [[Waits until every given KMS answers on its real endpoint — never a VM status: in onboard mode `Onboard.GetAttestationInfo` (`GET /health` for an instance deployed with `attestation = false`, which cannot attest), after `finish` `KMS.GetMeta` over TLS; only an HTTP 200 counts. Polls with backoff and shows progress. A trailing options table may set `timeout` (seconds, default from the target: 30 on sim, 600 on vmm), `interval` (first delay, default 0.01), `backoff` (factor, default 1.5) and `max_interval` (default 2). On timeout the step fails with the last answer and the tail of the instance's log.]],
   example = [[wait_ready(src, dst)
 wait_ready(src, { timeout = 900 })]],
   fn = function(...)
