@@ -14,6 +14,7 @@ local T = {
     sim_image = { default = "dstack-0.5.7-sim", help = "OS image name the emulated instances report (sim target)" },
     sim_mutation = { default = "", help = "TEST ONLY: emulator mutation that re-creates a bug (sim target)" },
     sim_faults = { default = "", help = "TEST ONLY: emulator fault switches, comma separated (sim target)" },
+    sim_leak_keys_to = { default = "", help = "TEST ONLY: file where the emulators log the private keys they hand out, to prove the evidence has none (sim target)" },
   },
 }
 
@@ -70,6 +71,10 @@ function T.deploy(run, h)
   if run.vars.sim_mutation ~= "" then
     argv[#argv + 1] = "--mutation"
     argv[#argv + 1] = run.vars.sim_mutation
+  end
+  if run.vars.sim_leak_keys_to ~= "" then
+    argv[#argv + 1] = "--leak-keys-to"
+    argv[#argv + 1] = run.vars.sim_leak_keys_to
   end
   for fault in (run.vars.sim_faults or ""):gmatch("[^,%s]+") do
     argv[#argv + 1] = "--fault"
