@@ -18,6 +18,7 @@ options:
   --case SEL         run only the cases whose number or name matches (repeatable)
   --tag TAG          run only the cases with this tag (repeatable)
   --keep-going       continue after a failing case (default: stop, the rest are skipped)
+  --timeout SECONDS  deadline for the whole run (cases, steps and RPCs inherit it)
   --list             list the cases and exit
   --events FILE      write the NDJSON event stream to FILE ('-' for stdout)
   -v, --verbose      show every step as it starts
@@ -26,7 +27,7 @@ options:
   -h, --help         this help
 
 exit codes: 0 passed, 1 a case failed, 2 usage or runbook error, 3 infrastructure
-error, 5 cleanup failed, 6 secret leaked into the output, 130 interrupted
+error, 4 timeout, 5 cleanup failed, 6 secret leaked into the output, 130 interrupted
 ]]
 
 --- Parses argv (a list); returns opts | nil, error message.
@@ -63,6 +64,10 @@ function M.parse(args)
       v, err = take(); o.tags[#o.tags + 1] = v
     elseif a == "--events" then
       o.events, err = take()
+    elseif a == "--timeout" then
+      v, err = take()
+      o.timeout = tonumber(v)
+      if v and (not o.timeout or o.timeout <= 0) then return nil, "--timeout expects a number of seconds, got '" .. v .. "'" end
     elseif a == "--keep-going" then
       o.keep_going = true
     elseif a == "--list" then
@@ -83,7 +88,7 @@ function M.parse(args)
       o.runbook = a
     end
     if err then return nil, err end
-    if (a == "--target" or a == "--out" or a == "--case" or a == "--tag" or a == "--events") and not inline and args[i] == nil then
+    if (a == "--target" or a == "--out" or a == "--case" or a == "--tag" or a == "--events" or a == "--timeout") and not inline and args[i] == nil then
       return nil, a .. " needs a value"
     end
     i = i + 1

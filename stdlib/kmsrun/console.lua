@@ -40,7 +40,7 @@ local function indent(s, prefix)
 end
 
 function Console:step_end(step)
-  local mark = ({ passed = "ok  ", failed = "FAIL", error = "ERR ", interrupted = "INT " })[step.status] or step.status
+  local mark = ({ passed = "ok  ", failed = "FAIL", error = "ERR ", interrupted = "INT ", timeout = "TIME" })[step.status] or step.status
   local line = string.format("  [%s] %s (%.0f ms)", mark, step.name, (step.duration or 0) * 1000)
   if step.status == "passed" then
     self:line(line)
@@ -51,6 +51,7 @@ function Console:step_end(step)
   if step.location then self:write("         at ", step.location, "\n") end
   if step.expected ~= nil then self:write("         expected: ", indent(step.expected, "                   "), "\n") end
   if step.actual ~= nil then self:write("         actual:   ", indent(step.actual, "                   "), "\n") end
+  if step.last_rpc then self:write("         last rpc: ", indent(step.last_rpc, "                   "), "\n") end
   if step.detail then self:write("         ", indent(step.detail, "         "), "\n") end
 end
 

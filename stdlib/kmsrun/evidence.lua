@@ -42,12 +42,12 @@ function Evidence:json(rel, value)
 end
 
 --- Appends one scrubbed JSON line (append-only: survives a crash up to that line).
-function Evidence:append_json(rel, value)
+function Evidence:append_json(rel, value, opts)
   local path = self:path(rel)
   local dir = parent(path)
   if dir then fs.mkdir(dir, { mode = 448 }) end
   self.files[rel] = true
-  return fs.append(path, redact.scrub(json.encode(value)) .. "\n", { mode = 384 })
+  return fs.append(path, redact.scrub(json.encode(value)) .. "\n", { mode = 384, sync = opts and opts.sync })
 end
 
 --- Rewrites a file produced by someone else (a child's log) through the scrubber.

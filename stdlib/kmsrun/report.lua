@@ -8,7 +8,7 @@ M.SCHEMA_VERSION = 1
 local function step_record(s)
   return {
     name = s.name, status = s.status, duration = s.duration, location = s.location,
-    expected = s.expected, actual = s.actual, detail = s.detail,
+    expected = s.expected, actual = s.actual, detail = s.detail, last_rpc = s.last_rpc,
     policies = s.policies and next(s.policies) and s.policies or nil,
   }
 end

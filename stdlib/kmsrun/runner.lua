@@ -26,8 +26,9 @@ function M.new(spec, opts)
     runbook = spec, opts = opts, version = opts.version, target = opts.target,
     vars = opts.vars, var_decls = opts.var_decls,
     ledger = {}, cleanup_log = {}, policy_versions = {}, transcript_seq = 0,
-    started = time.now(), started_wall = time.wall(),
+    started = time.now(), started_wall = time.wall(), deadlines = {},
   }, Run)
+  if opts.timeout then r.run_deadline = r.started + opts.timeout end
   r.console = console.new(opts)
   return r
 end
@@ -35,10 +36,16 @@ end
 -- Cleanup ledger ----------------------------------------------------------------
 
 --- Registers an undo action; they run last-in-first-out at the end of the run.
-function Run:defer(description, fn)
-  local entry = { description = description, fn = fn, id = #self.ledger + 1 }
+-- `undo` (optional) describes it for `kmsrun cleanup OUTDIR`, which undoes what a
+-- killed run left: {kind = "process", pid = n}, {kind = "dir", path = p},
+-- {kind = "vm", url = vmm_url, id = vm_id}, {kind = "file", path = p, content = original}.
+-- The ledger is appended (and fsynced) at once, so it survives SIGKILL.
+function Run:defer(description, fn, undo)
+  self.ledger_seq = (self.ledger_seq or 0) + 1
+  local entry = { description = description, fn = fn, id = self.ledger_seq }
   self.ledger[#self.ledger + 1] = entry
-  self.evidence:append_json("ledger.ndjson", { action = "register", id = entry.id, description = description, time = time.wall() })
+  self.evidence:append_json("ledger.ndjson", { action = "register", id = entry.id, description = description,
+    undo = undo, time = time.wall() }, { sync = true })
   return entry
 end
 
@@ -50,7 +57,7 @@ function Run:run_cleanups()
     local rec = { description = entry.description, status = ok and "done" or "failed", error = (not ok) and tostring(err) or nil }
     self.cleanup_log[#self.cleanup_log + 1] = rec
     self.evidence:append_json("ledger.ndjson", { action = ok and "undone" or "undo_failed", id = entry.id,
-      description = entry.description, error = rec.error, time = time.wall() })
+      description = entry.description, error = rec.error, time = time.wall() }, { sync = true })
     events.emit("cleanup", rec)
     if not ok then
       self.cleanup_failed = true
@@ -77,13 +84,16 @@ function Run:transcript(entry)
   entry.step = ctx and ctx.step and ctx.step.name
   if type(entry.response) == "table" then entry.response = redact.response(entry.response) end
   self.evidence:append_json("transcript.ndjson", entry)
+  if ctx and ctx.case then ctx.case.last_rpc = entry end
   events.emit("rpc", { kms = entry.kms, method = entry.method, status = entry.status, error = entry.error,
     duration = entry.duration })
 end
 
 function Run:rpc(h, method, body, opts)
   local base = method:match("^Onboard%.") and h.onboard_url or h.runtime_url
-  local call_opts = { timeout = opts.timeout }
+  local left = self:time_left()
+  if left <= 0 then steps.fail("time left for " .. h.name .. " " .. method, "the deadline has passed") end
+  local call_opts = { timeout = math.min(opts.timeout or 30, math.max(0.001, left)) }
   if opts.client_cert then call_opts.tls = { insecure = true, cert = opts.client_cert.cert, key = opts.client_cert.key } end
   local res, err, code = prpc.call(base, method, body, call_opts)
   self:transcript({ kms = h.name, method = method, url = prpc.url(base, method),
@@ -127,6 +137,61 @@ function Run:policy_state()
   local s = {}
   for name, v in pairs(self.policy_versions) do s[name] = { version = v.version, sha256 = v.sha256, policy = v.description } end
   return s
+end
+
+-- Deadlines -------------------------------------------------------------------------
+-- Every level (run, case, step, RPC) has one; the innermost wait gets the
+-- nearest, so a retry loop never outlives the case it belongs to.
+
+local Timeout = {}
+Timeout.__index = Timeout
+Timeout.__tostring = function(t) return string.format("%s timed out after %g s; waiting for: %s", t.what, t.seconds, t.waiting) end
+M.Timeout = Timeout
+
+function M.is_timeout(e) return getmetatable(e) == Timeout end
+
+--- Seconds left before the nearest deadline (math.huge if none).
+function Run:time_left()
+  local d = self.run_deadline or math.huge
+  for _, x in ipairs(self.deadlines) do d = math.min(d, x) end
+  return d - time.now()
+end
+
+local function describe_waits(exclude)
+  local waits = {}
+  for _, t in ipairs(task.live()) do
+    local w = not exclude[t] and t:waiting()
+    if w and not w:match("^join ") and w ~= "parallel" and w ~= "suspend" then waits[#waits + 1] = w end
+  end
+  table.sort(waits)
+  return #waits > 0 and table.concat(waits, "; ") or "nothing (busy in Lua code)"
+end
+
+--- Runs fn in the calling task with a deadline of `seconds` (capped by the
+-- enclosing ones). On expiry what the task waits for is cancelled and a
+-- Timeout error naming where it was waiting is raised.
+function Run:guard(seconds, what, fn)
+  local limit = math.min(seconds or math.huge, self:time_left())
+  if limit == math.huge then return fn() end
+  local deadline = time.now() + math.max(0, limit)
+  self.deadlines[#self.deadlines + 1] = deadline
+  local me = task.current()
+  local expired
+  local watchdog = task.spawn(function()
+    time.sleep(math.max(0, deadline - time.now()))
+    expired = describe_waits({ [me] = false })
+    self.expiring = expired -- lets the step being cancelled report a timeout
+    me:cancel()
+  end)
+  local results = table.pack(pcall(fn))
+  table.remove(self.deadlines)
+  watchdog:cancel()
+  self.expiring = nil
+  if expired then
+    error(setmetatable({ what = what, seconds = limit, waiting = expired }, Timeout), 0)
+  end
+  if not results[1] then error(results[2], 0) end
+  return table.unpack(results, 2, results.n)
 end
 
 function Run:start_auth(auth)
@@ -188,6 +253,13 @@ function Run:set_policy(auth, policy)
   self.policy_snapshots[#self.policy_snapshots + 1] = true
   local file = string.format("policies/%03d-%s-v%d.json", #self.policy_snapshots, auth.name, version)
   self.evidence:write(file, text)
+  -- The diff compares pretty-printed forms so a changed list entry is one line.
+  self.policy_texts = self.policy_texts or {}
+  local pretty = json.encode(policy.config, { pretty = true }) .. "\n"
+  local diff = require("kmsrun.linediff").unified(self.policy_texts[auth.name] or "", pretty,
+    (prev and prev.description or "initial"), policy.description)
+  self.policy_texts[auth.name] = pretty
+  self.evidence:write(file:gsub("%.json$", ".diff"), diff)
   events.emit("policy", { auth = auth.name, version = version, sha256 = sha, policy = policy.description,
     previous = prev and prev.description, file = file })
   return version, sha
@@ -198,9 +270,10 @@ end
 local function run_block(self, block, kind)
   block.steps = block.steps or {}
   local started = time.now()
+  local limit = block.timeout or self.opts.case_timeout or self.target.case_timeout or 600
   local t = task.spawn(function()
     steps.set_context({ run = self, case = block, depth = 0 })
-    return block.fn()
+    return self:guard(limit, kind == "case" and ("case '" .. block.name .. "'") or block.name, block.fn)
   end)
   self.current_task = t
   local ok, err = pcall(t.join, t)
@@ -209,6 +282,15 @@ local function run_block(self, block, kind)
   block.duration = time.now() - started
   if ok then
     block.status = "passed"
+  elseif M.is_timeout(err) then
+    block.status = "timeout"
+    block.error = tostring(err)
+    self.timed_out = true
+    local last = block.steps[#block.steps]
+    if last and last.status ~= "passed" then
+      last.status = "timeout"
+      last.actual = "no result before the deadline; waiting for: " .. err.waiting
+    end
   elseif task.is_cancelled(err) or self.interrupted then
     block.status = "interrupted"
     block.error = "interrupted by " .. tostring(self.interrupted or "cancel")
@@ -338,6 +420,11 @@ function Run:execute()
   end
 
   for i, c in ipairs(cases) do
+    if not stop and self.run_deadline and time.now() >= self.run_deadline then
+      stop = true
+      self.timed_out = true
+      self.error = "the run's deadline (--timeout) passed"
+    end
     if stop or self.interrupted then
       c.status = "skipped"
       c.skip_reason = self.interrupted and "run interrupted" or "an earlier failure stopped the run (use --keep-going)"
@@ -369,6 +456,7 @@ function Run:execute()
   local code
   if self.interrupted then code = exit_codes.INTERRUPTED
   elseif self.usage_error or self.runtime_error then code = exit_codes.USAGE
+  elseif self.timed_out then code = exit_codes.TIMEOUT
   elseif self.infra_error then code = exit_codes.INFRA
   elseif counts.failed > 0 then code = exit_codes.FAILED
   elseif self.cleanup_failed then code = exit_codes.CLEANUP

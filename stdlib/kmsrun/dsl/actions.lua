@@ -130,7 +130,7 @@ wait_ready(src, { timeout = 900 })]],
     local r = run()
     local defaults = r.target.wait_defaults or {}
     local o = {
-      timeout = opts.timeout or defaults.timeout or 30,
+      timeout = math.min(opts.timeout or defaults.timeout or 30, math.max(0, r:time_left())),
       interval = opts.interval or defaults.interval or 0.01,
       backoff = opts.backoff or 1.5,
       max_interval = opts.max_interval or defaults.max_interval or 2,
@@ -268,13 +268,18 @@ M.sleep = api.define {
 
 M.step = api.define {
   name = "step", group = "flow",
-  signature = "step(name, fn)", returns = "what fn returns",
-  args = { { "name", "string" }, { "fn", "function" } },
-  doc = [[Records `fn` as one named step: the actions inside it are part of that step in the report.]],
+  signature = "step(name, fn, [opts])", returns = "what fn returns",
+  args = { { "name", "string" }, { "fn", "function" }, { "opts", "table?", options = { timeout = true } } },
+  doc = [[Records `fn` as one named step: the actions inside it are part of that step in the report. `opts.timeout` (seconds) is the step's deadline: what it waits for then is cancelled and the step fails with `timeout`, naming what it was waiting for. Deadlines nest: an RPC inside never waits past its step, its case (`case(name, {timeout = s}, fn)`) or the run (`--timeout`).]],
   example = [[step("onboard dst from src", function()
   expect_ok(rpc(dst, "Onboard.Onboard", { source_url = source_url(src), domain = var.dst_domain }))
-end)]],
-  fn = function(name, fn) return steps.run(name, function() return fn() end) end,
+end, { timeout = 120 })]],
+  fn = function(name, fn, opts)
+    return steps.run(name, function()
+      if opts and opts.timeout then return run():guard(opts.timeout, "step '" .. name .. "'", fn) end
+      return fn()
+    end)
+  end,
 }
 
 M.log = api.define {

@@ -61,12 +61,28 @@ function M.run(name, fn, ...)
     if M.is_failure(e) then
       step.status = "failed"
       step.expected, step.actual, step.detail = e.expected, e.actual, e.detail
+    elseif require("kmsrun.runner").is_timeout(e) then
+      step.status = "timeout"
+      step.actual = "no result before the deadline; waiting for: " .. e.waiting
+    elseif require("kmsrun.task").is_cancelled(e) and ctx.run.expiring then
+      step.status = "timeout"
+      step.actual = "no result before the deadline; waiting for: " .. ctx.run.expiring
     elseif require("kmsrun.task").is_cancelled(e) then
       step.status = "interrupted"
     else
       step.status = "error"
       step.actual = tostring(e)
     end
+  end
+  local last = ctx.case.last_rpc
+  if last and not results[1] then
+    -- What the step last saw on the wire, for the terminal; the bundle has it all.
+    local body = last.response
+    if type(body) == "table" then body = require("kmsrun.json").encode(body) end
+    body = tostring(body or last.error or "")
+    if #body > 300 then body = body:sub(1, 300) .. "…" end
+    step.last_rpc = string.format("%s %s -> %s %s", last.kms or "?", last.method or "?",
+      last.status and ("HTTP " .. last.status) or ("failed: " .. tostring(last.error)), body)
   end
   events.emit("step_end", { case = ctx.case.name, step = name, status = step.status,
     expected = step.expected, actual = step.actual, duration = step.duration })

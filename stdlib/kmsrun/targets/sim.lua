@@ -54,7 +54,7 @@ end
 function T.deploy(run, h)
   local work, err = fs.tmpdir("kmsrun-" .. h.name)
   if not work then return nil, err end
-  run:defer("remove work directory of " .. h.name, function() fs.remove(work) end)
+  run:defer("remove work directory of " .. h.name, function() fs.remove(work) end, { kind = "dir", path = work })
   h.workdir = work
   local cert_dir = work .. "/certs"
   fs.mkdir(cert_dir)
@@ -86,7 +86,7 @@ function T.deploy(run, h)
   local p, perr = proc.spawn(argv, { cwd = work, stdout = h.stdout_path, stderr = h.log_path })
   if not p then return nil, perr end
   h.process = p
-  run:defer("stop " .. h.name .. " (" .. tostring(p) .. ")", function() p:kill(2) end)
+  run:defer("stop " .. h.name .. " (" .. tostring(p) .. ")", function() p:kill(2) end, { kind = "process", pid = p.pid })
   local url, lerr = listening(h, "http", 1)
   if not url then return nil, lerr end
   h.onboard_url = url
