@@ -83,6 +83,11 @@ local function build(run)
   return s
 end
 
+--- Checks that the VMM offers the OS image name; returns it or nil, err.
+function M.check_image(s, name)
+  return choose_image(s.client, name)
+end
+
 --- The run's session, or nil, err (the same error for every caller).
 function M.get(run)
   local state = run.vmm_session_state
