@@ -5,6 +5,7 @@
 -- Every VM created is removed at the end — also on failure and Ctrl-C — unless
 -- keep_vms=true.
 local crypto = require "kmsrun.crypto"
+local fs = require "kmsrun.fs"
 local json = require "kmsrun.json"
 local compose = require "kmsrun.vmm.compose"
 local session = require "kmsrun.vmm.session"
@@ -37,6 +38,8 @@ local T = {
   },
   -- CVMs boot in minutes; the KMS answers some time after "done".
   wait_defaults = { timeout = 600, interval = 0.5, max_interval = 10 },
+  -- The setup boots CVMs (vmm_boot_timeout) and then waits for the KMS (vmm_ready_timeout).
+  case_timeout = 1800,
 }
 
 local PORT_RETRIES = 5
@@ -196,6 +199,43 @@ local function boot_failed(run, h, err)
     t ~= "" and ("; last log lines:\n" .. t) or "")
 end
 
+-- GetComposeHash (cross-check), then CreateVm, retrying with another free host
+-- port when the VMM reports a port clash. Returns id, port or nil, err.
+local function create(run, h, v, c)
+  local err
+  for attempt = 1, PORT_RETRIES do
+    local port, perr, fixed = host_port_for(run, h, attempt)
+    if not port then return nil, perr or string.format("no usable host port: %s", tostring(err)) end
+    local config = vm_config(run, h, v, port)
+    if attempt == 1 then
+      local hres, herr, hcode = c:call("GetComposeHash", config)
+      if type(hres) == "table" then
+        v.vmm_compose_hash = hres.hash
+        if hres.hash ~= v.compose_hash then
+          record(run, h)
+          return nil, string.format("the VMM hashes the compose file to %s, kmsrun computed %s", tostring(hres.hash), v.compose_hash)
+        end
+      elseif hcode ~= "EVMM" then
+        return nil, herr
+      end
+    end
+    v.creating = true
+    local res, cerr = c:call("CreateVm", config)
+    v.creating = false
+    if type(res) == "table" and res.id then
+      v.id = res.id
+      return res.id, port
+    end
+    err = cerr or "CreateVm returned no id"
+    if fixed or not port_conflict(err) then
+      v.error = err
+      record(run, h)
+      return nil, string.format("CreateVm for %s failed: %s", h.name, err)
+    end
+  end
+  return nil, string.format("CreateVm for %s: no usable host port after %d tries: %s", h.name, PORT_RETRIES, tostring(err))
+end
+
 function T.deploy(run, h)
   local s, err = session.get(run)
   if not s then return nil, err end
@@ -222,43 +262,17 @@ function T.deploy(run, h)
   }
   h.vm = v
   run.evidence:write("vm/" .. h.name .. ".app-compose.json", built.compose_file)
-  -- Registered before CreateVm: an interrupted create is still found (by name) and removed.
-  run:defer(string.format("remove VM %s (%s)", v.name, h.name), function() return remove_vm(run, h) end)
+  -- Some sinks (the auth servers' decision logs) append below logs/ without creating it.
+  fs.mkdir(run.evidence:path("logs"), { mode = 448 })
+  -- Registered before CreateVm: a create interrupted before its answer (Ctrl-C) is
+  -- still found by its unique name and removed. Removal is idempotent.
+  run:defer(string.format("remove VM %s of %s if its creation was interrupted", v.name, h.name),
+    function() return remove_vm(run, h) end, { kind = "vm", url = v.vmm, name = v.name })
 
-  local c = s.client
-  local id, port
-  for attempt = 1, PORT_RETRIES do
-    local p, perr, fixed = host_port_for(run, h, attempt)
-    if not p then return nil, perr or ("the VMM refused host port " .. tostring(port) .. ": " .. tostring(err)) end
-    port = p
-    local config = vm_config(run, h, v, port)
-    if attempt == 1 then
-      local hres, herr = c:call("GetComposeHash", config)
-      if hres and type(hres) == "table" then
-        v.vmm_compose_hash = hres.hash
-        if hres.hash ~= v.compose_hash then
-          record(run, h)
-          return nil, string.format("the VMM hashes the compose file to %s, kmsrun computed %s", tostring(hres.hash), v.compose_hash)
-        end
-      elseif herr and tostring(herr):find("HTTP 401", 1, true) then
-        return nil, herr
-      end
-    end
-    v.creating = true
-    local res, cerr = c:call("CreateVm", config)
-    v.creating = false
-    if res and type(res) == "table" and res.id then
-      id = res.id
-      break
-    end
-    err = cerr or "CreateVm returned no id"
-    if fixed or not port_conflict(err) then
-      v.error = err
-      record(run, h)
-      return nil, string.format("CreateVm for %s failed: %s", h.name, err)
-    end
-  end
-  if not id then return nil, string.format("CreateVm for %s: no usable host port after %d tries: %s", h.name, PORT_RETRIES, tostring(err)) end
+  local id, port = create(run, h, v, s.client)
+  if not id then return nil, port end
+  run:defer(string.format("remove VM %s (%s) of %s", v.name, id, h.name),
+    function() return remove_vm(run, h) end, { kind = "vm", url = v.vmm, id = id, name = v.name })
   v.id, v.host_port, v.ports = id, port, { string.format("tcp:%s:%d:%d", run.vars.vmm_forward_address or "0.0.0.0", port, compose.VM_PORT) }
   local host = url_host(s.host)
   local guest = url_host(run.vars.guest_host or "10.0.2.2")
