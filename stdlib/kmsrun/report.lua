@@ -19,12 +19,22 @@ local function steps_of(list)
   return out
 end
 
+--- A case's reported status (passed, failed or skipped) and, for a failure, its
+-- kind: expectation (a check did not hold), error (runbook error), timeout, interrupted.
+function M.case_status(internal)
+  if internal == nil or internal == "skipped" then return "skipped" end
+  if internal == "passed" then return "passed" end
+  if internal == "failed" then return "failed", "expectation" end
+  return "failed", internal
+end
+
 --- The report table of a run.
 function M.build(run)
   local cases = json.array()
   for _, c in ipairs(run.selected_cases) do
+    local status, kind = M.case_status(c.status)
     cases[#cases + 1] = {
-      id = c.id, name = c.name, status = c.status or "skipped", duration = c.duration or 0,
+      id = c.id, name = c.name, status = status, failure_kind = kind, duration = c.duration or 0,
       error = c.error, location = c.location, notes = c.notes and json.array(c.notes) or nil, steps = steps_of(c.steps),
     }
   end

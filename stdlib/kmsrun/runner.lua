@@ -234,7 +234,12 @@ function Run:set_policy(auth, policy)
     -- The evidence holds the exact bytes served, so it hashes to the recorded value.
     text, err = auth.server:policy_text()
     if not text then steps.fail("policy of " .. auth.name .. " readable", tostring(err)) end
-    -- Confirm the server serves what we set before the next step runs.
+    -- Confirm the server serves what we set before the next step runs: it
+    -- answers over HTTP and its policy in force hashes to what was written.
+    local info, herr = require("kmsrun.http").request(auth.url .. "/", { timeout = 5 })
+    if not info or info.status ~= 200 then
+      steps.fail("auth server " .. auth.name .. " answering GET /", info and ("HTTP " .. info.status) or herr)
+    end
     local live = auth.server:policy_hash()
     if live ~= sha then steps.fail("auth server " .. auth.name .. " serving policy " .. sha, "serving " .. tostring(live)) end
   elseif auth.spec.config_path then

@@ -26,7 +26,7 @@ expect_output "names the option and the line" "bad_argument.lua:3: kms: unknown 
 
 run "runtime error in a case exits 2" 2 "$KMSRUN" --out "$WORK/o2" "$SRC/tests/runbooks/runtime_error.lua"
 expect_output "traceback names the runbook line" "runtime_error.lua:4:"
-if grep -q '"status": "error"' "$WORK/o2/report.json" && grep -q '"status": "skipped"' "$WORK/o2/report.json"; then
+if grep -q '"failure_kind": "error"' "$WORK/o2/report.json" && grep -q '"status": "skipped"' "$WORK/o2/report.json"; then
   ok "report written: erroring case and the skipped one"
 else
   not_ok "report written" "$(cat "$WORK/o2/report.json" 2>/dev/null | head -40)"

@@ -41,10 +41,14 @@ function Issues:add_located(text, key)
   self:add(line, message, key)
 end
 
+--- The line of a location string as api.runbook_location() returns it ("short_src:line"), or nil.
+function Issues:line_of(location)
+  return location and (self:split(location .. ": x")) or nil
+end
+
 --- Adds message at a location string as api.runbook_location() returns it.
 function Issues:add_at(location, message, key)
-  local line = location and self:split(location .. ": x")
-  self:add(line, message, key)
+  self:add(self:line_of(location), message, key)
 end
 
 --- The mistakes in line order (in order of discovery within a line).

@@ -38,6 +38,11 @@ local function host_modules()
     for _, n in ipairs(names) do if n == m then listed = true end end
     if not listed then out[#out + 1] = { name = m, summary = d.summary, funcs = d.funcs, methods = true } end
   end
+  -- Lua modules document themselves with M.__doc in the same shape.
+  for _, m in ipairs({ "kmsrun.server", "kmsrun.auth.server" }) do
+    local d = require(m).__doc
+    if d then out[#out + 1] = { name = m, summary = d.summary, funcs = d.funcs } end
+  end
   table.sort(out, function(a, b) return a.name < b.name end)
   return out
 end

@@ -281,7 +281,7 @@ function T.deploy(run, h)
   h.guest = { onboard_url = string.format("http://%s:%d", guest, port), runtime_url = string.format("https://%s:%d", guest, port) }
   record(run, h)
 
-  local info, berr = vm.follow_boot(c, id, {
+  local info, berr = vm.follow_boot(s.client, id, {
     timeout = tonumber(run.vars.vmm_boot_timeout) or 900,
     on_progress = function(i, elapsed)
       v.status = i.status
