@@ -366,7 +366,7 @@ static const kr_func core_funcs[] = {
      "Aborts what the task `co` waits for (request, sleep, process wait) and makes that primitive raise "
      "`cancelled` inside it. Returns false if `co` is not waiting."},
     {"waiting", l_waiting, "waiting(co)", "string | nil",
-     "Describes what the task `co` is waiting for, e.g. `http.request POST https://127.0.0.1:4431/prpc/KMS.GetMeta`."},
+     "Describes what the task `co` is waiting for, e.g. `http.request POST https://127.0.0.1:4431/status`."},
     {"run", l_run, "run()", "boolean",
      "Runs the event loop until `core.stop` is called (returns true) or nothing is left to wait for (returns false)."},
     {"stop", l_stop, "stop()", "nothing", "Makes `core.run` return after the current callback."},
