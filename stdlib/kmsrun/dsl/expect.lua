@@ -36,7 +36,9 @@ M.expect_error = api.define {
 expect_error(res, { contains = "Source KMS is not allowed for onboarding" })]],
   fn = function(res, spec)
     local ok, want = matcher(spec)
-    return steps.run("expect_error " .. res.method, function(step)
+    local shown = type(spec) == "string" and spec or spec.equals or spec.contains or spec.pattern or "any"
+    if #shown > 70 then shown = shown:sub(1, 70) .. "…" end
+    return steps.run(string.format("expect_error %s: %q", res.method, shown), function(step)
       step.expected = want
       step.actual = show(res)
       if not res.error or res.status ~= 400 then steps.fail(want, show(res)) end
