@@ -78,7 +78,7 @@ case("trusted RPCs fail once the running KMS is no longer allowed", { needs = { 
   expect_ok(rpc(src, "KMS.GetMeta"))
 end)
 
-case("there is no no-quote mode: attestation is always required", function()
+case("there is no no-quote mode: attestation is always required", { needs = { "bootstrap succeeds after the KMS is whitelisted" } }, function()
   -- Without an attestation source, bootstrap fails on the KMS's own attestation
   -- before any policy is consulted; it never falls back to an unattested mode.
   local res = rpc(bare, "Onboard.Bootstrap", { domain = var.src_domain }, { save = "bootstrap-noattest" })

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 packages="build-essential cmake pkg-config
   liblua5.4-dev lua-cjson-dev libcurl4-openssl-dev libssl-dev libevent-dev libarchive-dev libcmocka-dev
-  curl jq bc python3 python3-junitparser python3-jsonschema procps"
+  curl jq bc strace python3 python3-junitparser python3-jsonschema procps"
 missing=""
 for p in $packages; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

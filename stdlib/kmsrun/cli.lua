@@ -4,8 +4,9 @@ local M = {}
 M.usage = [[
 usage: kmsrun [options] RUNBOOK.lua
        kmsrun RUNBOOK.lua --help       show the runbook's description, variables and cases
-       kmsrun check RUNBOOK.lua        load without side effects and report mistakes
-       kmsrun plan RUNBOOK.lua         show what would run, start nothing
+       kmsrun check [--isolated] RUNBOOK.lua   load without side effects and report mistakes
+                                       (--isolated: also as each case would run alone)
+       kmsrun plan [--case SEL] RUNBOOK.lua    show what would run, start nothing
        kmsrun doc [NAME]               the runbook author reference
        kmsrun serve auth|kms-sim ...   run the auth-policy server or the KMS emulator
        kmsrun test FILE...             run Lua test files

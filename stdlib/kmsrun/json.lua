@@ -35,10 +35,25 @@ end
 
 local escapes = { ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
 
+-- JSON text is UTF-8: a byte that is not part of valid UTF-8 (a binary or
+-- truncated body) is written as \u00XX, i.e. read back as that Latin-1 character.
+local function utf8_only(s)
+  if utf8.len(s) then return s end
+  local out, i = {}, 1
+  while i <= #s do
+    local n, bad = utf8.len(s, i)
+    if n then out[#out + 1] = s:sub(i) break end
+    out[#out + 1] = s:sub(i, bad - 1)
+    out[#out + 1] = string.format("\\u%04x", s:byte(bad))
+    i = bad + 1
+  end
+  return table.concat(out)
+end
+
 local function quote(s)
-  return '"' .. s:gsub('[%c"\\]', function(c)
+  return '"' .. utf8_only((s:gsub('[%c"\\]', function(c)
     return escapes[c] or string.format("\\u%04x", c:byte())
-  end) .. '"'
+  end))) .. '"'
 end
 M.quote = quote
 
@@ -67,7 +82,9 @@ local function encode(v, indent, depth, out)
       end
       out[#out + 1] = close .. "]"
     else
-      local keys = v.__order
+      -- Only json.ordered() objects carry their key order; in any other table
+      -- (a decoded response) "__order" is just a key.
+      local keys = getmetatable(v) == ordered_mt and rawget(v, "__order") or nil
       if not keys then
         keys = {}
         for k in pairs(v) do

@@ -15,7 +15,8 @@ end
 
 --- Calls method; returns res | nil, err, code (transport failures only).
 -- res = {status, body (decoded JSON, or the raw text if not JSON), raw, error
--- (the RPC error string or nil), ok (200 and no error), time, certs, url, method}
+-- (the RPC error string or nil), ok (200, a JSON body and no error), json_error
+-- (why the body is not JSON, or nil), time, certs, url, method}
 function M.call(base, method, body, opts)
   opts = opts or {}
   local url = M.url(base, method)
@@ -31,7 +32,7 @@ function M.call(base, method, body, opts)
     fresh = opts.fresh,
   })
   if not res then return nil, err, code end
-  local decoded = json.decode(res.body)
+  local decoded, json_error = json.decode(res.body)
   local rpc_error
   if type(decoded) == "table" and type(decoded.error) == "string" then rpc_error = decoded.error end
   return {
@@ -43,7 +44,9 @@ function M.call(base, method, body, opts)
     raw = res.body,
     body = decoded ~= nil and decoded or res.body,
     error = rpc_error,
-    ok = res.status == 200 and rpc_error == nil,
+    -- A 200 whose body is not JSON (garbage, truncated, empty) is not a success.
+    ok = res.status == 200 and rpc_error == nil and decoded ~= nil,
+    json_error = decoded == nil and (json_error or "not JSON") or nil,
     time = res.time,
     certs = res.certs,
   }

@@ -72,16 +72,42 @@ local function looks_private(s)
   return type(s) == "string" and s:find("-----BEGIN [%u ]*PRIVATE KEY-----") ~= nil
 end
 
+local BEGIN = "%-%-%-%-%-BEGIN [%u ]*PRIVATE KEY%-%-%-%-%-"
+local END = "%-%-%-%-%-END [%u ]*PRIVATE KEY%-%-%-%-%-"
+
+-- Taints every private-key PEM block inside a longer text (an error message, a
+-- log line, a non-JSON body); a block cut short (a truncated body) is tainted
+-- from its BEGIN line to the end of the text.
+local function taint_blocks(text)
+  local start = 1
+  while true do
+    local b = text:find(BEGIN, start)
+    if not b then return end
+    local _, e = text:find(END, b)
+    M.add(text:sub(b, e or #text))
+    if not e then return end
+    start = e + 1
+  end
+end
+
 --- Returns a copy of a decoded response with secret fields replaced by markers
--- (and taints them). Private-key PEMs are caught wherever they are.
+-- (and taints them). Private-key PEMs are caught wherever they are: a value
+-- that is a key becomes its marker, a key inside a longer text is replaced there.
 function M.response(value)
   if type(value) ~= "table" then
-    if looks_private(value) then M.add(value) return M.marker(value) end
+    if looks_private(value) then
+      if value:match("^%s*" .. BEGIN) and value:find(END .. "%s*$") and select(2, value:gsub(BEGIN, "")) == 1 then
+        M.add(value)
+        return M.marker(value)
+      end
+      taint_blocks(value)
+      return M.scrub(value)
+    end
     return value
   end
   local copy = setmetatable({}, getmetatable(value))
   for k, v in pairs(value) do
-    if type(v) == "string" and (M.secret_fields[k] or looks_private(v)) and v ~= "" then
+    if type(v) == "string" and M.secret_fields[k] and v ~= "" then
       M.add(v)
       copy[k] = M.marker(v)
     else

@@ -82,7 +82,9 @@ function Run:transcript(entry)
   entry.time = time.wall()
   entry.case = ctx and ctx.case and ctx.case.name
   entry.step = ctx and ctx.step and ctx.step.name
-  if type(entry.response) == "table" then entry.response = redact.response(entry.response) end
+  -- Tables and raw text alike: a non-JSON body can carry a private key too.
+  if entry.response ~= nil then entry.response = redact.response(entry.response) end
+  if type(entry.error) == "string" then entry.error = redact.response(entry.error) end
   self.evidence:append_json("transcript.ndjson", entry)
   if ctx and ctx.case then ctx.case.last_rpc = entry end
   events.emit("rpc", { kms = entry.kms, method = entry.method, status = entry.status, error = entry.error,

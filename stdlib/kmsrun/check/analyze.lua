@@ -95,7 +95,8 @@ function M.run(path, opts)
   f:close()
   local chunkname = "@" .. path
   local short_src = debug.getinfo(load("return", chunkname), "S").short_src
-  local ctx = { path = path, text = text, secrets = {}, phase = "load", var_decls = {}, var_values = {} }
+  local ctx = { path = path, text = text, secrets = {}, phase = "load", var_decls = {}, var_values = {},
+    var_missing = {}, suggestions = {}, load_actions = {} }
   ctx.issues = issues_mod.new(short_src)
   local target, terr = load_target(opts.target or "sim")
   if not target then return nil, terr end
@@ -114,7 +115,7 @@ function M.run(path, opts)
   local refs, serr = static.references(text)
   if not refs then ctx.issues:add(nil, "static analysis failed: " .. tostring(serr)) refs = {} end
   a.refs = refs
-  static.names(ctx.issues, refs, ctx.known)
+  static.names(ctx.issues, refs, ctx.known, ctx.suggestions)
 
   local ok, lerr = xpcall(chunk, function(e)
     if type(e) == "table" and e.usage then return e end
@@ -135,6 +136,7 @@ function M.run(path, opts)
   if not v then return nil, verr end
   a.vars = v
   ctx.var_decls, ctx.var_values = v.decls, v.values
+  for _, name in ipairs(v.missing) do ctx.var_missing[name] = true end
   for name, decl in pairs(v.decls) do
     if decl.secret and type(v.values[name]) == "string" then ctx.secrets[v.values[name]] = "[secret var." .. name .. "]" end
   end

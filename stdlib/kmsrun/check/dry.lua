@@ -13,12 +13,17 @@ local unknown = require "kmsrun.check.unknown"
 local methods = require "kmsrun.check.methods"
 local placeholders = require "kmsrun.check.placeholders"
 local render = require "kmsrun.check.render"
+local issues = require "kmsrun.check.issues"
 
 local M = {}
 
 -- wait_ready's trailing options table. actions.lua checks these by hand: the
 -- spec cannot yet say "handles, then an options table" (see the report).
 local WAIT_OPTIONS = { "timeout", "interval", "backoff", "max_interval" }
+
+-- Actions that need no run and work while the runbook loads: deny_all() builds
+-- an auth server's initial policy, secret() marks a value.
+local AT_LOAD = { deny_all = true, secret = true }
 
 local function list(a)
   local out = {}
@@ -72,6 +77,18 @@ function M.new(ctx)
     end
   end
 
+  -- Runs fn for its effect on the world only: the mistakes it would report are
+  -- consequences of one already reported.
+  local function quietly(fn)
+    local real = ctx.issues
+    ctx.issues = issues.new(real.short_src)
+    local r = table.pack(pcall(fn))
+    ctx.issues = real
+    if r[1] then return table.unpack(r, 2, r.n) end
+    return nil
+  end
+  ctx.quietly = quietly
+
   -- opts.vague: run even when an argument is an unknown (flow functions run their
   -- function arguments); opts.check: a replacement for api.check_args.
   local function define(name, impl, opts)
@@ -79,15 +96,23 @@ function M.new(ctx)
     local rec = api.functions[name]
     A[name] = function(...)
       local a = table.pack(...)
-      if ctx.phase == "load" then
+      if ctx.phase == "load" and not AT_LOAD[name] then
         mistake(string.format("%s: actions run inside setup, a case or teardown, not while the runbook is loading", name))
+        -- Replayed at the start of the dry run, so what it meant to do is done.
+        ctx.load_actions[#ctx.load_actions + 1] = function() return impl(a) end
         return unknown.new(name .. "(...)")
       end
       local vague = false
       for i = 1, a.n do if unknown.is(a[i]) then vague = true end end
       if not vague then
         local ok, e = pcall(opts.check or api.check_args, rec, a)
-        if not ok then usage(e) return unknown.new(name .. "(...)") end
+        if not ok then
+          usage(e)
+          -- Carry on as if the call had been right, as far as its arguments allow.
+          local r = table.pack(quietly(function() return impl(a) end))
+          if r.n > 0 and r[1] ~= nil then return table.unpack(r, 1, r.n) end
+          return unknown.new(name .. "(...)")
+        end
       elseif not opts.vague then
         record(name .. " " .. show_args(a))
         return unknown.new(name .. "(...)")
@@ -107,6 +132,7 @@ function M.new(ctx)
         mistake(string.format("deploy: %s is already deployed", h.name))
       else
         s.deployed, s.mode, s.ready, s.since = true, "onboard", false, "deploy"
+        s.deployed_line = ctx.issues:line_of(where())
         world.deployed[#world.deployed + 1] = h
         h.deployed, h.mode = true, "onboard"
         h.onboard_url = "<onboard URL of " .. h.name .. ">"
@@ -317,7 +343,7 @@ function M.new(ctx)
   define("log", function(a)
     local ok, msg = pcall(string.format, table.unpack(a, 1, a.n))
     record("log " .. show(ok and msg or a[1]))
-  end)
+  end, { vague = true })
 
   define("save", function(a)
     record("save saved/" .. a[1] .. ".json")

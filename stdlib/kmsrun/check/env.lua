@@ -58,6 +58,7 @@ local function var_proxy(ctx)
         return unknown.new("var." .. name)
       end
       local v = ctx.var_values[name]
+      if v == nil and ctx.var_missing[name] then return unknown.new("var." .. name) end -- reported with the header
       if v == nil then
         mistake(ctx, string.format("variable var.%s has no value: give --var %s=VALUE", name, name))
         return unknown.new("var." .. name)
@@ -90,10 +91,12 @@ function M.new(ctx)
   return setmetatable(env, {
     __index = function(_, name)
       name = tostring(name)
-      local best = api.suggest(name, ctx.known)
       local line = ctx.issues:line_of(api.runbook_location())
-      ctx.issues:add(line, string.format("unknown name '%s'%s", name, best and (" (did you mean '" .. best .. "'?)") or ""),
-        "name:" .. tostring(line) .. ":" .. name)
+      local key = "name:" .. tostring(line) .. ":" .. name
+      -- The static pass saw this name first, with the locals in scope: its suggestion wins.
+      local best = ctx.suggestions[key]
+      if best == nil then best = api.suggest(name, ctx.known) or false end
+      ctx.issues:add(line, string.format("unknown name '%s'%s", name, best and (" (did you mean '" .. best .. "'?)") or ""), key)
       -- Carry on as if the suggestion was meant, so its arguments are still checked.
       if best and type(rawget(env, best)) == "function" then return rawget(env, best) end
       return unknown.new(name)

@@ -36,6 +36,8 @@ function M.run(ctx, cases)
   local spec = ctx.spec
   ctx.world:reset()
   ctx.phase = "run"
+  -- Actions misplaced at the top level (already reported) take effect first.
+  for _, fn in ipairs(ctx.load_actions) do ctx.quietly(fn) end
   local out = {}
   if spec.setup then
     spec.setup.kind = "setup"

@@ -14,8 +14,9 @@ function M.references(text)
   return refs
 end
 
---- Unknown names and overwritten DSL names. known: sorted list of environment names.
-function M.names(issues, refs, known)
+--- Unknown names and overwritten DSL names. known: sorted list of environment
+-- names; suggestions (key -> name or false) gets the suggestion made for each.
+function M.names(issues, refs, known, suggestions)
   local is_known, written = {}, {}
   for _, n in ipairs(known) do is_known[n] = true end
   for _, r in ipairs(refs) do if r.write then written[r.name] = true end end
@@ -29,8 +30,9 @@ function M.names(issues, refs, known)
       local candidates = { table.unpack(known) }
       for _, l in ipairs(r.locals) do candidates[#candidates + 1] = l end
       local best = api.suggest(r.name, candidates)
-      issues:add(r.line, string.format("unknown name '%s'%s", r.name, best and (" (did you mean '" .. best .. "'?)") or ""),
-        "name:" .. r.line .. ":" .. r.name)
+      local key = "name:" .. r.line .. ":" .. r.name
+      suggestions[key] = best or false
+      issues:add(r.line, string.format("unknown name '%s'%s", r.name, best and (" (did you mean '" .. best .. "'?)") or ""), key)
     end
   end
 end

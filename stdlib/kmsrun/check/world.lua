@@ -18,6 +18,7 @@ end
 
 --- Starts a fresh simulation: nothing deployed, no steps recorded.
 function World:reset()
+  self.stack = nil
   self.kms, self.deployed, self.policy_sets, self.rpc_count = {}, {}, {}, 0
   for _, h in ipairs(self.spec.kmss) do
     for _, f in ipairs(HANDLE_FIELDS) do h[f] = nil end
@@ -46,7 +47,7 @@ end
 --- Records one step at a runbook line; returns it (its children hold nested steps).
 function World:record(text, line)
   local step = { text = text, line = line, children = {} }
-  local top = self.stack and self.stack[#self.stack]
+  local top = self.stack and self.stack[#self.stack] -- none while replaying
   if top then top[#top + 1] = step end
   return step
 end

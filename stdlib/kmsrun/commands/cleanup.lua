@@ -207,6 +207,11 @@ local function read_ledger(path)
     n = n + 1
     if line ~= "" then
       local e = json.decode(line)
+      if type(e) == "table" then
+        -- cjson decodes every number as a float; ids and line numbers are integers.
+        e.id = math.tointeger(e.id) or e.id
+        e.line = math.tointeger(e.line) or e.line
+      end
       if type(e) ~= "table" or type(e.action) ~= "string" then
         bad[#bad + 1] = n
       elseif e.action == "register" then
@@ -223,6 +228,7 @@ local function read_ledger(path)
   if text ~= "" and text:sub(-1) ~= "\n" then
     -- The run was killed in the middle of a line: it cannot have been acted on.
     say("note: the ledger's last line is incomplete (the run was killed while writing it); ignored")
+    bad.torn = true
   end
   return regs, bad
 end
@@ -271,8 +277,12 @@ return function(args)
     return exit_codes.USAGE
   end
   for _, n in ipairs(bad) do say("note: line %d of the ledger is not a ledger entry; ignored", n) end
+  if bad.torn and not o.dry_run then
+    -- End the torn line, so the lines appended below stay lines of their own.
+    fs.append(ledger, "\n", { mode = 384, sync = true })
+  end
 
-  local counts = { undone = 0, failed = 0, done_before = 0, no_undo = 0 }
+  local counts = { undone = 0, failed = 0, done_before = 0, no_undo = 0, planned = 0 }
   for i = #regs, 1, -1 do
     local r = regs[i]
     if r.state == "undone" then
@@ -290,6 +300,7 @@ return function(args)
         if pok then ok, msg = a, b else ok, msg = nil, "internal error: " .. tostring(a) end
       end
       if o.dry_run then
+        counts.planned = counts.planned + 1
         say("%s #%s %s: %s", ok and "plan   " or "FAILED ", tostring(r.id), r.description, tostring(msg))
       else
         local entry = { action = ok and "undone" or "undo_failed", id = r.id, line = r.line, description = r.description,
@@ -300,6 +311,10 @@ return function(args)
         say("%s #%s %s: %s", ok and "undone " or "FAILED ", tostring(r.id), r.description, tostring(msg))
       end
     end
+  end
+  if o.dry_run then
+    say("kmsrun cleanup: dry run, %d action(s) examined, nothing changed", counts.planned)
+    return exit_codes.OK
   end
   if counts.undone == 0 and counts.failed == 0 then
     say("kmsrun cleanup: nothing to undo in %s (%d already undone, %d without an undo record)", dir,

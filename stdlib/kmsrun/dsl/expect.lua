@@ -7,11 +7,20 @@ local policies = require "kmsrun.policies"
 
 local M = {}
 
+-- Raw bytes made readable (terminal, report, junit.xml): control bytes and bytes
+-- that are not UTF-8 become \xNN.
+local function printable(s)
+  s = s:gsub("[%z\1-\8\11-\31\127]", function(c) return string.format("\\x%02x", c:byte()) end)
+  if utf8.len(s) then return s end
+  return (s:gsub("[\128-\255]", function(c) return string.format("\\x%02x", c:byte()) end))
+end
+
 local function show(res)
-  if res.error then return string.format("HTTP %d, error: %s", res.status, res.error) end
-  local body = type(res.body) == "table" and json.encode(redact.response(res.body)) or tostring(res.raw)
+  if res.error then return string.format("HTTP %d, error: %s", res.status, printable(redact.response(res.error))) end
+  local body = type(res.body) == "table" and json.encode(redact.response(res.body)) or redact.response(tostring(res.raw))
   if #body > 600 then body = body:sub(1, 600) .. "…" end
-  return string.format("HTTP %d, body: %s", res.status, body)
+  return string.format("HTTP %d, %s: %s", res.status,
+    res.json_error and ("body not JSON (" .. res.json_error .. ")") or "body", printable(body))
 end
 
 local function matcher(spec)
@@ -61,8 +70,9 @@ M.expect_ok = api.define {
       step.actual = show(res)
       if not res.ok then steps.fail(want, show(res)) end
       for _, f in ipairs(fields or {}) do
-        local v = type(res.body) == "table" and res.body[f]
-        if v == nil or v == "" or v == json.null then steps.fail(want, "field " .. f .. " missing or empty in " .. show(res)) end
+        local v
+        if type(res.body) == "table" then v = res.body[f] end
+        if v == nil or v == "" or v == json.null or (type(v) == "table" and next(v) == nil) then steps.fail(want, "field " .. f .. " missing or empty in " .. show(res)) end
       end
       return res.body
     end)

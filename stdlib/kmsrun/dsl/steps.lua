@@ -79,11 +79,15 @@ function M.run(name, fn, ...)
     -- What the step last saw on the wire, for the terminal; the bundle has it all.
     local body = last.response
     if type(body) == "table" then body = require("kmsrun.json").encode(body) end
-    body = tostring(body or last.error or "")
+    -- Without a status the error is already shown as "failed: <error>".
+    body = tostring(body or (last.status and last.error) or "")
     if #body > 300 then body = body:sub(1, 300) .. "…" end
     step.last_rpc = string.format("%s %s -> %s %s", last.kms or "?", last.method or "?",
       last.status and ("HTTP " .. last.status) or ("failed: " .. tostring(last.error)), body)
   end
+  -- What the step saw may hold a secret tainted meanwhile (the terminal is not scrubbed).
+  local scrub = require("kmsrun.redact").scrub
+  step.expected, step.actual, step.detail, step.last_rpc = scrub(step.expected), scrub(step.actual), scrub(step.detail), scrub(step.last_rpc)
   events.emit("step_end", { case = ctx.case.name, step = name, status = step.status,
     expected = step.expected, actual = step.actual, duration = step.duration })
   ctx.run.console:step_end(step)

@@ -6,9 +6,7 @@ local M = {}
 
 --- Quotes a word for a POSIX shell.
 function M.shell_quote(s)
-  s = tostring(s)
-  if s:match("^[%w%-_./:=@,+]+$") then return s end
-  return "'" .. s:gsub("'", "'\\''") .. "'"
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 
 local function payload(entry)
@@ -34,7 +32,7 @@ function M.command(entry, rewrite)
   words[#words + 1] = M.shell_quote(url)
   if not tostring(entry.method):match("^GET ") then
     words[#words + 1] = "-H " .. M.shell_quote("Content-Type: application/json")
-    words[#words + 1] = "-d " .. "'" .. payload(entry):gsub("'", "'\\''") .. "'"
+    words[#words + 1] = "-d " .. M.shell_quote(payload(entry))
   end
   -- -k: the KMS's runtime endpoint presents its own RA-TLS certificate, issued by
   -- the KMS's CA, which no system trust store holds; kmsrun does not verify it

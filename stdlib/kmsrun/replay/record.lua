@@ -7,6 +7,9 @@ local crypto = require "kmsrun.crypto"
 
 local M = {}
 
+-- cjson decodes every number as a float; integers are wanted back as integers.
+local function int(v) return type(v) == "number" and math.tointeger(v) or v end
+
 local Record = {}
 Record.__index = Record
 
@@ -57,6 +60,14 @@ function M.open(path)
   local report, jerr = json.decode(text)
   if type(report) ~= "table" then return nil, "report.json is not valid JSON: " .. tostring(jerr) end
   rec.report = report
+  report.exit_code = int(report.exit_code)
+  for _, c in ipairs(type(report.cases) == "table" and report.cases or {}) do
+    c.id = int(c.id)
+    for _, st in ipairs(type(c.steps) == "table" and c.steps or {}) do st.rpc_seq = int(st.rpc_seq) end
+  end
+  for _, b in ipairs({ report.setup, report.teardown }) do
+    for _, st in ipairs(type(b) == "table" and type(b.steps) == "table" and b.steps or {}) do st.rpc_seq = int(st.rpc_seq) end
+  end
 
   local ttext = rec.read("transcript.ndjson") or ""
   rec.transcript, rec.by_seq = {}, {}
@@ -64,6 +75,7 @@ function M.open(path)
   for line in ttext:gmatch("[^\n]+") do
     n = n + 1
     local e = json.decode(line)
+    if type(e) == "table" then e.seq, e.status = int(e.seq), int(e.status) end
     if type(e) == "table" and math.type(e.seq) == "integer" then
       rec.transcript[#rec.transcript + 1] = e
       rec.by_seq[e.seq] = e
@@ -114,7 +126,8 @@ function Record:blocks()
       steps = r.setup.steps or {} }
   end
   for _, c in ipairs(r.cases or {}) do
-    out[#out + 1] = { kind = "case", name = c.name, id = c.id, status = c.status, error = c.error, steps = c.steps or {} }
+    out[#out + 1] = { kind = "case", name = c.name, id = c.id, status = c.status, failure_kind = c.failure_kind,
+      error = c.error, steps = c.steps or {} }
   end
   if type(r.teardown) == "table" then
     out[#out + 1] = { kind = "teardown", name = "teardown", status = r.teardown.status, error = r.teardown.error,
@@ -153,7 +166,8 @@ function Record:link()
         if math.type(s.rpc_seq) == "integer" and self.by_seq[s.rpc_seq] then
           s.judged = self.by_seq[s.rpc_seq]
         else
-          local method = s.name:match("^expect_%a+ (.+)$")
+          -- "expect_ok KMS.GetMeta", "expect_error Onboard.Bootstrap: \"KMS is not…\""
+          local method = s.name:match("^expect_%a+ ([^:%s]+)")
           for i = #seen, 1, -1 do
             if seen[i].method == method then s.judged = seen[i] break end
           end

@@ -203,6 +203,8 @@ end
 function T.deploy(run, h)
   local root, err = workspace(run)
   if not root then return nil, err end
+  local fixed, ferr = fixed_port(run, h)
+  if fixed == nil then return nil, ferr end
   local agent
   if h.spec.attestation == false then
     -- No guest agent at all: an address where nothing will ever listen.
@@ -216,8 +218,6 @@ function T.deploy(run, h)
   fs.mkdir(dir .. "/certs")
   h.workdir, h.agent_address = dir, agent
   h.log_path = run.evidence:path("logs/" .. h.name .. ".log")
-  local fixed, ferr = fixed_port(run, h)
-  if fixed == nil then return nil, ferr end
   local limit = tonumber(run.vars.local_start_timeout) or 20
   for attempt = 1, fixed and 1 or PORT_RETRIES do
     local port = fixed

@@ -11,6 +11,7 @@ local compose = require "kmsrun.vmm.compose"
 local session = require "kmsrun.vmm.session"
 local vm = require "kmsrun.vmm.vm"
 local hostport = require "kmsrun.vmm.hostport"
+local time = require "kmsrun.time"
 
 local T = {
   name = "vmm",
@@ -23,7 +24,7 @@ local T = {
     vmm_tls_insecure = { default = "false", help = "skip TLS verification of an https:// VMM (vmm target)" },
     vmm_ca_file = { default = "", help = "PEM CA file to verify an https:// VMM with (vmm target)" },
     vmm_image = { default = "", help = "OS image of the KMS CVMs (default: the newest ListImages offers) (vmm target)" },
-    kms_image = { default = "", help = "prebuilt KMS docker image to run in the CVMs, e.g. REGISTRY/dstack-kms:TAG (vmm target, required)" },
+    kms_image = { required = true, help = "prebuilt KMS docker image to run in the CVMs, e.g. REGISTRY/dstack-kms:TAG (vmm target)" },
     guest_host = { default = "10.0.2.2", help = "the host as seen from inside a CVM (QEMU user-mode gateway) (vmm target)" },
     vmm_host = { default = "", help = "host the forwarded KMS ports are reached on (default: the VMM URL's host, 127.0.0.1 for unix:) (vmm target)" },
     vmm_ports = { default = "", help = "host ports to forward, one per KMS in declaration order, comma separated (default: free ports picked here) (vmm target)" },
@@ -109,7 +110,7 @@ local function remove_vm(run, h)
     for _ = 1, 10 do
       id = vm.find_by_name(s.client, v.name)
       if id then break end
-      require("kmsrun.time").sleep(0.2)
+      time.sleep(0.2)
     end
   end
   if not id then
@@ -169,7 +170,20 @@ local function port_conflict(err)
     or err:find("ddress already in use", 1, true)
 end
 
-local function vm_config(run, h, v, port)
+-- The numeric variables, checked before anything is created.
+local NUMBERS = { "vmm_vcpu", "vmm_memory", "vmm_disk", "vmm_boot_timeout", "vmm_ready_timeout", "vmm_log_lines" }
+
+local function check_numbers(run)
+  for _, name in ipairs(NUMBERS) do
+    local n = tonumber(run.vars[name])
+    if not n or n <= 0 then
+      return nil, string.format("%s must be a positive number, got '%s'", name, tostring(run.vars[name]))
+    end
+  end
+  return true
+end
+
+local function vm_config(run, v, port)
   return json.ordered {
     "name", v.name,
     "image", v.os_image,
@@ -206,7 +220,7 @@ local function create(run, h, v, c)
   for attempt = 1, PORT_RETRIES do
     local port, perr, fixed = host_port_for(run, h, attempt)
     if not port then return nil, perr or string.format("no usable host port: %s", tostring(err)) end
-    local config = vm_config(run, h, v, port)
+    local config = vm_config(run, v, port)
     if attempt == 1 then
       local hres, herr, hcode = c:call("GetComposeHash", config)
       if type(hres) == "table" then
@@ -237,6 +251,8 @@ local function create(run, h, v, c)
 end
 
 function T.deploy(run, h)
+  local okn, nerr = check_numbers(run)
+  if not okn then return nil, nerr end
   local s, err = session.get(run)
   if not s then return nil, err end
   T.wait_defaults.timeout = tonumber(run.vars.vmm_ready_timeout) or T.wait_defaults.timeout

@@ -79,9 +79,14 @@ function M.new(url, creds, opts)
   if not where then return nil, err end
   local auth, aerr = M.authorization(creds)
   if aerr then return nil, aerr end
+  local kind
+  if auth then
+    kind = auth:match("^Bearer ") and "bearer token (vmm_token / DSTACK_VMM_TOKEN)"
+      or "user and password (vmm_auth_user, vmm_auth_password / DSTACK_VMM_AUTH_USER, DSTACK_VMM_AUTH_PASSWORD)"
+  end
   return setmetatable({
     base = where.base, unix_socket = where.unix_socket, display = where.display,
-    auth = auth, timeout = opts.timeout or 60, tls = opts.tls,
+    auth = auth, auth_kind = kind, timeout = opts.timeout or 60, tls = opts.tls,
   }, Client)
 end
 
@@ -104,7 +109,8 @@ local function request(self, path, req)
   end
   if res.status == 401 then
     return nil, string.format("the VMM at %s refused the request (HTTP 401): %s", self.display,
-      self.auth and "the credentials were not accepted; check them" or ("it requires authentication: " .. M.CREDENTIAL_HINT)),
+      self.auth_kind and ("the " .. self.auth_kind .. " was not accepted; check it")
+        or ("it requires authentication: " .. M.CREDENTIAL_HINT)),
       "EAUTH"
   end
   return res

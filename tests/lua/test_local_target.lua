@@ -1,0 +1,116 @@
+-- The local target: a dstack-kms binary (here kmsrun's KMS emulator behind
+-- tests/fakes/dstack-kms-emulator.sh) next to a simulator (a stand-in that
+-- creates ./dstack.sock): guest-agent addressing, ports, and the clear early
+-- errors for missing binaries, a simulator that never comes up, a taken port.
+local T = require "kmsrun.testing"
+local H = dofile((os.getenv("KMSRUN_SOURCE_DIR") or "../..") .. "/tests/fakes/harness.lua")
+local fs = require "kmsrun.fs"
+local server = require "kmsrun.server"
+
+local KMS = H.SRC .. "/tests/fakes/dstack-kms-emulator.sh"
+local SIM = H.SRC .. "/tests/fakes/dstack-simulator-standin.sh"
+local ENV = { KMSRUN = H.EXE }
+
+local function local_args(over, rb)
+  local vars = { kms_binary = KMS, simulator_binary = SIM }
+  for k, v in pairs(over or {}) do vars[k] = v end
+  local args = { "--target", "local" }
+  for k, v in pairs(vars) do
+    args[#args + 1] = "--var"
+    args[#args + 1] = k .. "=" .. v
+  end
+  args[#args + 1] = rb or H.one_kms_runbook()
+  return args
+end
+
+local function script(body)
+  local path = H.tmpdir("fake-bin") .. "/bin.sh"
+  assert(fs.write(path, "#!/bin/sh\n" .. body .. "\n", { mode = 493 }))
+  return path
+end
+
+T.test("one KMS against the simulator: the guest agent is the simulator's ./dstack.sock", function()
+  local r = H.kmsrun(local_args(), { env = ENV })
+  T.eq(r.code, 0, r.output)
+  local log = fs.read(r.out .. "/logs/kms-one.log") or ""
+  T.ok(not log:find("no guest agent", 1, true), "attestation available:\n" .. log)
+end)
+
+T.test("attestation=false: DSTACK_AGENT_ADDRESS names a socket that does not exist", function()
+  local r = H.kmsrun(local_args(nil, H.one_kms_runbook { attestation = false }), { env = ENV })
+  T.eq(r.code, 0, r.output)
+  T.contains(fs.read(r.out .. "/logs/kms-one.log") or "", "no guest agent")
+  T.ok(not fs.exists(r.out .. "/logs/simulator.log"), "no simulator needed")
+end)
+
+T.test("a missing KMS binary: the error names the binary and the variable", function()
+  local r = H.kmsrun(local_args { kms_binary = "/nonexistent/dstack-kms" }, { env = ENV })
+  T.eq(r.code, 3, r.output)
+  T.contains(r.output, "cannot run dstack-kms '/nonexistent/dstack-kms'")
+  T.contains(r.output, "--var kms_binary=/path/to/dstack-kms")
+end)
+
+T.test("a KMS binary that is not executable: EACCES, with the variable", function()
+  local path = H.tmpdir("not-exec") .. "/dstack-kms"
+  assert(fs.write(path, "#!/bin/sh\n", { mode = 420 }))
+  local r = H.kmsrun(local_args { kms_binary = path }, { env = ENV })
+  T.eq(r.code, 3, r.output)
+  T.contains(r.output, "cannot run dstack-kms '" .. path .. "'")
+  T.contains(r.output, "ermission denied")
+  T.contains(r.output, "kms_binary")
+end)
+
+T.test("a missing simulator: the error names the variable", function()
+  local r = H.kmsrun(local_args { simulator_binary = "/nonexistent/dstack-simulator" }, { env = ENV })
+  T.eq(r.code, 3, r.output)
+  T.contains(r.output, "cannot run dstack-simulator '/nonexistent/dstack-simulator'")
+  T.contains(r.output, "--var simulator_binary=")
+end)
+
+T.test("a simulator that never creates its socket, or exits, is reported with its log", function()
+  local silent = script("echo 'simulator: waiting for nothing'\nexec sleep 30")
+  local r = H.kmsrun(local_args { simulator_binary = silent, simulator_timeout = "0.5" }, { env = ENV })
+  T.eq(r.code, 3, r.output)
+  T.contains(r.output, "did not create")
+  T.contains(r.output, "dstack.sock within 0.5 s (simulator_timeout)")
+  T.contains(r.output, "simulator: waiting for nothing")
+  local quitter = script("echo 'cannot read dstack.toml' >&2\nexit 1")
+  r = H.kmsrun(local_args { simulator_binary = quitter }, { env = ENV })
+  T.eq(r.code, 3, r.output)
+  T.contains(r.output, "exited")
+  T.contains(r.output, "cannot read dstack.toml")
+end)
+
+T.test("the simulator runs in a private directory with a copy of its files", function()
+  local dir = H.tmpdir("simulator-dir")
+  assert(fs.write(dir .. "/dstack.toml", "[default]\n"))
+  assert(fs.write(dir .. "/sys-config.json", "{}"))
+  -- A stand-in that insists on finding the copied files in its working directory.
+  local sim = script('[ -f dstack.toml ] && [ -f sys-config.json ] || { echo "fixtures missing in $PWD" >&2; exit 1; }\nexec "'
+    .. SIM .. '"')
+  local r = H.kmsrun(local_args { simulator_binary = sim, simulator_dir = dir }, { env = ENV })
+  T.eq(r.code, 0, r.output)
+  T.ok(not fs.exists(dir .. "/dstack.sock"), "the socket is not created in the user's directory")
+end)
+
+T.test("a taken port in local_ports is reported before starting anything", function()
+  local busy = assert(server.listen(function() return 200, "busy" end, { port = 0 }))
+  local r = H.kmsrun(local_args { local_ports = tostring(busy.port) }, { env = ENV })
+  busy:close()
+  T.eq(r.code, 3, r.output)
+  T.contains(r.output, string.format("port %d for kms-one (local_ports) is not free", busy.port))
+  T.contains(r.output, "another process uses it")
+end)
+
+T.test("a free port taken in the meantime ('address in use') is retried with another one", function()
+  local marker = H.tmpdir("retry") .. "/tried"
+  -- First start: fail the way a KMS does when its port was taken; then behave.
+  local kms = script(string.format(
+    '[ -e %q ] || { touch %q; echo "Error: Address already in use (os error 98)" >&2; exit 1; }\nexec %q "$@"',
+    marker, marker, KMS))
+  local r = H.kmsrun(local_args { kms_binary = kms }, { env = ENV })
+  T.eq(r.code, 0, r.output)
+  T.contains(fs.read(r.out .. "/logs/kms-one.log") or "", "retrying with another free port")
+end)
+
+T.test("cleanup", function() H.cleanup() end)
