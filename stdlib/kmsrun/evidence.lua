@@ -25,6 +25,11 @@ local function parent(path)
   return path:match("^(.*)/[^/]*$")
 end
 
+--- Creates a subdirectory (owner-only).
+function Evidence:mkdir(rel)
+  return fs.mkdir(self:path(rel), { mode = 448 })
+end
+
 --- Writes rel (relative to the output directory) atomically, scrubbed.
 function Evidence:write(rel, data)
   local path = self:path(rel)

@@ -126,7 +126,11 @@ function Run:deploy(h)
   end
   h.deployed = true
   h.mode = "onboard"
-  self:defer("remove " .. h.name, function() self.target.remove(self, h) end)
+  -- A target that registers removal itself (before creating, so an interrupted
+  -- create is undone too) says so; otherwise the runner does it here.
+  if not self.target.registers_removal then
+    self:defer("remove " .. h.name, function() self.target.remove(self, h) end)
+  end
   events.emit("deploy", { kms = h.name, onboard_url = h.onboard_url, target = self.target.name })
 end
 
@@ -179,14 +183,21 @@ function Run:guard(seconds, what, fn)
   self.deadlines[#self.deadlines + 1] = deadline
   local me = task.current()
   local expired
-  local watchdog = task.spawn(function()
+  self.watchdogs = self.watchdogs or {}
+  local watchdog
+  watchdog = task.spawn(function()
     time.sleep(math.max(0, deadline - time.now()))
-    expired = describe_waits({ [me] = false })
+    -- The other deadlines' watchdogs sleep too; they are not what the work waits for.
+    local exclude = {}
+    for w in pairs(self.watchdogs) do exclude[w] = w ~= watchdog end
+    expired = describe_waits(exclude)
     self.expiring = expired -- lets the step being cancelled report a timeout
     me:cancel()
   end)
+  self.watchdogs[watchdog] = true
   local results = table.pack(pcall(fn))
   table.remove(self.deadlines)
+  self.watchdogs[watchdog] = nil
   watchdog:cancel()
   self.expiring = nil
   if expired then
@@ -211,6 +222,7 @@ function Run:start_auth(auth)
       end)
     end
   else
+    self.evidence:mkdir("logs")
     local srv, err = server.start { host = "127.0.0.1", port = 0, policy = initial.config,
       log_path = self.evidence:path("logs/" .. auth.name .. ".decisions.ndjson") }
     if not srv then

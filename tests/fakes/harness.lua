@@ -13,6 +13,7 @@ H.SRC = os.getenv("KMSRUN_SOURCE_DIR") or (fs.cwd() .. "/../..")
 H.EXE = proc.exe()
 
 local dirs = {}
+local fakes = {}
 
 function H.tmpdir(prefix)
   local d = assert(fs.tmpdir(prefix or "kmsrun-target-test"))
@@ -20,7 +21,10 @@ function H.tmpdir(prefix)
   return d
 end
 
+--- Stops every fake VMM still running (a failed test may not have) and removes the directories.
 function H.cleanup()
+  for _, f in ipairs(fakes) do f:stop() end
+  fakes = {}
   for _, d in ipairs(dirs) do fs.remove(d) end
   dirs = {}
 end
@@ -52,8 +56,10 @@ function H.fake_vmm(args, creds)
     p:kill(1)
     error("the fake VMM did not start: " .. tostring(fs.read(dir .. "/err")))
   end
-  return setmetatable({ url = url, process = p, dir = dir, creds = creds or {},
+  local f = setmetatable({ url = url, process = p, dir = dir, creds = creds or {},
     client = assert(client.new(url, creds or {})) }, Fake)
+  fakes[#fakes + 1] = f
+  return f
 end
 
 function Fake:vms()

@@ -90,7 +90,7 @@ end
 local function simulator_source(run)
   local dir = run.vars.simulator_dir
   if dir and dir ~= "" then
-    local ok, kind = fs.exists(dir)
+    local _, kind = fs.exists(dir)
     if kind ~= "directory" then return nil, "simulator_dir '" .. dir .. "' is not a directory" end
     return dir
   end

@@ -15,6 +15,7 @@ local time = require "kmsrun.time"
 
 local T = {
   name = "vmm",
+  registers_removal = true, -- before CreateVm, so an interrupted create is undone too
   summary = "real dstack-kms CVMs on a dstack-vmm",
   vars = {
     vmm_url = { default = "", help = "dstack-vmm address: http://HOST:PORT, https://..., unix:/path/vmm.sock (default $DSTACK_VMM_URL) (vmm target)" },
