@@ -185,15 +185,16 @@ void kr_check_opts(lua_State *L, int idx, const char *func, const char *const kn
         lua_pop(L, 1);
         if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "%s: option names must be strings", func);
         const char *k = lua_tostring(L, -1);
-        const char *best = NULL;
-        size_t best_d = 3;
         int found = 0;
-        for (int i = 0; known[i]; i++) {
-            if (strcmp(known[i], k) == 0) { found = 1; break; }
-            size_t d = edit_distance(k, known[i]);
-            if (d < best_d) { best_d = d; best = known[i]; }
-        }
+        for (int i = 0; known[i] && !found; i++) found = strcmp(known[i], k) == 0;
         if (!found) {
+            /* Only a mistake pays for the suggestion. */
+            const char *best = NULL;
+            size_t best_d = 3;
+            for (int i = 0; known[i]; i++) {
+                size_t d = edit_distance(k, known[i]);
+                if (d < best_d) { best_d = d; best = known[i]; }
+            }
             if (best) luaL_error(L, "%s: unknown option '%s' (did you mean '%s'?)", func, k, best);
             luaL_error(L, "%s: unknown option '%s'", func, k);
         }

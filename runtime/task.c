@@ -386,7 +386,12 @@ int luaopen_kmsrun_core(lua_State *L)
 int kr_loop_init(lua_State *L)
 {
     loop.L = L;
-    loop.base = event_base_new();
+    /* Precise timers: the default coarse clock rounds every sleep and timeout
+     * up to the kernel tick (~4 ms), which readiness polling would pay for. */
+    struct event_config *cfg = event_config_new();
+    event_config_set_flag(cfg, EVENT_BASE_FLAG_PRECISE_TIMER);
+    loop.base = event_base_new_with_config(cfg);
+    event_config_free(cfg);
     if (!loop.base) return -1;
     loop.ready_ev = event_new(loop.base, -1, 0, ready_cb, NULL);
     loop.sig_int = evsignal_new(loop.base, SIGINT, signal_cb, NULL);

@@ -64,8 +64,12 @@ local function encode(v, indent, depth, out)
   elseif t == "boolean" then
     out[#out + 1] = tostring(v)
   elseif t == "number" then
-    if v ~= v or v == math.huge or v == -math.huge then error("json.encode: cannot encode " .. tostring(v)) end
-    out[#out + 1] = math.type(v) == "integer" and tostring(v) or string.format("%.14g", v)
+    -- Decoded answers can hold them (1e400 overflows, cjson accepts nan and inf):
+    -- written as the JSON numbers that read back the same, and null for NaN.
+    if v ~= v then out[#out + 1] = "null"
+    elseif v == math.huge then out[#out + 1] = "1e999"
+    elseif v == -math.huge then out[#out + 1] = "-1e999"
+    else out[#out + 1] = math.type(v) == "integer" and tostring(v) or string.format("%.14g", v) end
   elseif t == "string" then
     out[#out + 1] = quote(v)
   elseif t == "table" then

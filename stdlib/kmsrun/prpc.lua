@@ -32,6 +32,12 @@ function M.call(base, method, body, opts)
     fresh = opts.fresh,
   })
   if not res then return nil, err, code end
+  return M.response(method, url, payload, res)
+end
+
+--- The response table of an HTTP answer {status, body, time, certs} to a call of
+-- method (no I/O; tests/fuzz/fuzz_response.c feeds it arbitrary bodies).
+function M.response(method, url, payload, res)
   local decoded, json_error = json.decode(res.body)
   local rpc_error
   if type(decoded) == "table" and type(decoded.error) == "string" then rpc_error = decoded.error end

@@ -33,6 +33,19 @@ function M.new(spec, opts)
   return r
 end
 
+-- A stream of the output directory that cannot be written (full disk, a
+-- directory in the way) makes the evidence incomplete and `kmsrun cleanup` blind:
+-- said once on the terminal, and the run ends as an infrastructure error.
+function Run:check_written(rel, ok, err)
+  if ok then return end
+  self.infra_error = true
+  self.output_errors = self.output_errors or {}
+  if self.output_errors[rel] then return end
+  self.output_errors[rel] = true
+  io.stderr:write("kmsrun: cannot write ", self.evidence:path(rel), ": ", tostring(err),
+    "; the evidence is incomplete, failing the run\n")
+end
+
 -- Cleanup ledger ----------------------------------------------------------------
 
 --- Registers an undo action; they run last-in-first-out at the end of the run.
@@ -44,8 +57,8 @@ function Run:defer(description, fn, undo)
   self.ledger_seq = (self.ledger_seq or 0) + 1
   local entry = { description = description, fn = fn, id = self.ledger_seq }
   self.ledger[#self.ledger + 1] = entry
-  self.evidence:append_json("ledger.ndjson", { action = "register", id = entry.id, description = description,
-    undo = undo, time = time.wall() }, { sync = true })
+  self:check_written("ledger.ndjson", self.evidence:append_json("ledger.ndjson", { action = "register", id = entry.id,
+    description = description, undo = undo, time = time.wall() }, { sync = true }))
   return entry
 end
 
@@ -56,8 +69,8 @@ function Run:run_cleanups()
     local ok, err = pcall(t.join, t)
     local rec = { description = entry.description, status = ok and "done" or "failed", error = (not ok) and tostring(err) or nil }
     self.cleanup_log[#self.cleanup_log + 1] = rec
-    self.evidence:append_json("ledger.ndjson", { action = ok and "undone" or "undo_failed", id = entry.id,
-      description = entry.description, error = rec.error, time = time.wall() }, { sync = true })
+    self:check_written("ledger.ndjson", self.evidence:append_json("ledger.ndjson", { action = ok and "undone" or "undo_failed",
+      id = entry.id, description = entry.description, error = rec.error, time = time.wall() }, { sync = true }))
     events.emit("cleanup", rec)
     if not ok then
       self.cleanup_failed = true
@@ -85,7 +98,7 @@ function Run:transcript(entry)
   -- Tables and raw text alike: a non-JSON body can carry a private key too.
   if entry.response ~= nil then entry.response = redact.response(entry.response) end
   if type(entry.error) == "string" then entry.error = redact.response(entry.error) end
-  self.evidence:append_json("transcript.ndjson", entry)
+  self:check_written("transcript.ndjson", self.evidence:append_json("transcript.ndjson", entry))
   if ctx and ctx.case then ctx.case.last_rpc = entry end
   events.emit("rpc", { kms = entry.kms, method = entry.method, status = entry.status, error = entry.error,
     duration = entry.duration })
@@ -95,7 +108,10 @@ function Run:rpc(h, method, body, opts)
   local base = method:match("^Onboard%.") and h.onboard_url or h.runtime_url
   local left = self:time_left()
   if left <= 0 then steps.fail("time left for " .. h.name .. " " .. method, "the deadline has passed") end
-  local call_opts = { timeout = math.min(opts.timeout or 30, math.max(0.001, left)) }
+  -- Past the enclosing deadline by a margin: at the deadline its watchdog cancels the
+  -- call and reports a timeout naming the RPC; the HTTP timeout racing it would turn
+  -- that into a transport failure (exit 1 instead of 4).
+  local call_opts = { timeout = math.min(opts.timeout or 30, math.max(0.001, left) + 1) }
   if opts.client_cert then call_opts.tls = { insecure = true, cert = opts.client_cert.cert, key = opts.client_cert.key } end
   local res, err, code = prpc.call(base, method, body, call_opts)
   self:transcript({ kms = h.name, method = method, url = prpc.url(base, method),
@@ -368,11 +384,27 @@ local function select_cases(self)
   return list
 end
 
+--- Counts the selected cases by outcome (a case not run yet counts as skipped).
+function Run:tally()
+  local counts = { passed = 0, failed = 0, skipped = 0 }
+  for _, c in ipairs(self.selected_cases or {}) do
+    if c.status == "passed" then counts.passed = counts.passed + 1
+    elseif c.status == "skipped" or c.status == nil then counts.skipped = counts.skipped + 1
+    else counts.failed = counts.failed + 1 end
+  end
+  self.counts = counts
+  return counts
+end
+
 --- Writes report.json, junit.xml and the archive; returns the archive path.
+-- Also called mid-run by the DSL's archive() (e.g. from a teardown).
 function Run:write_outputs()
   self.duration = time.now() - self.started
-  self.evidence:json("report.json", report.build(self))
-  self.evidence:write("junit.xml", report.junit(self))
+  self:tally()
+  local ok, err = self.evidence:json("report.json", report.build(self))
+  if not ok then io.stderr:write("kmsrun: cannot write the report: ", tostring(err), "\n") end
+  ok, err = self.evidence:write("junit.xml", report.junit(self))
+  if not ok then io.stderr:write("kmsrun: cannot write junit.xml: ", tostring(err), "\n") end
   for _, h in ipairs(self.runbook.kmss) do
     if h.log_path then self.evidence:scrub_file("logs/" .. h.name .. ".log") end
   end
@@ -460,17 +492,15 @@ function Run:execute()
 
   if self.runbook.teardown and not self.forced then
     self.console:section("teardown")
-    run_block(self, self.runbook.teardown, "teardown")
+    local td = self.runbook.teardown
+    if run_block(self, td, "teardown") ~= "passed" then
+      -- Not a case: without this the failure would show nowhere.
+      self.error = self.error or ("teardown " .. td.status .. ": " .. tostring(td.error))
+    end
   end
   if not self.forced then self:run_cleanups() end
 
-  local counts = { passed = 0, failed = 0, skipped = 0 }
-  for _, c in ipairs(cases) do
-    if c.status == "passed" then counts.passed = counts.passed + 1
-    elseif c.status == "skipped" then counts.skipped = counts.skipped + 1
-    else counts.failed = counts.failed + 1 end
-  end
-  self.counts = counts
+  local counts = self:tally()
 
   local code
   if self.interrupted then code = exit_codes.INTERRUPTED

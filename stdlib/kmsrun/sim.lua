@@ -53,6 +53,7 @@ function Inst:request_finish(by)
   if not self.finish_requested then
     self.finish_requested = by
     self:log("finish requested by %s", by)
+    if self.finish_waiter then require("kmsrun.core").wake(self.finish_waiter) end
   end
 end
 
@@ -262,9 +263,14 @@ end
 -- Waits for finish in onboard mode, then switches to runtime mode in this process.
 local function onboard_lifecycle(h)
   local inst = h.inst
-  while not inst.finish_requested do time.sleep(0.01) end
-  -- Graceful: let the triggering response go out before the listener closes.
-  time.sleep(0.05)
+  while not inst.finish_requested do
+    inst.finish_waiter = coroutine.running()
+    require("kmsrun.core").suspend("kms-sim: waiting for finish")
+  end
+  inst.finish_waiter = nil
+  -- Graceful: the triggering answer is handed to the server when its handler
+  -- returns; a few loop turns later it is on the wire (loopback), then close.
+  time.sleep(0.005)
   local port = inst.server and inst.server.port
   if inst.server then inst.server:close(); inst.server = nil end
   inst:log("onboard server stopped")

@@ -37,7 +37,6 @@ assert e["held"] == n and e["failed"] == 0 and e["unverifiable"] == 0, (e, n)
 checks = [c for b in r["blocks"] for c in b["checks"] if c["kind"] in ("expect_error", "expect_ok")]
 assert checks and all(isinstance(c.get("seq"), int) for c in checks), "each linked to a transcript entry"
 assert r["differences"] == [] and r["exit_code"] == 0
-print(n, "expectations")
 PYEOF
 then ok "--json: every expectation step of the report re-checked against a transcript entry, all held"
 else not_ok "--json result of the passing run" "exit $rcode" "$(head -c 600 "$WORK/replay.json")"; fi

@@ -116,11 +116,12 @@ function Record:blocks()
     -- The transcript names the setup block by its declared name, which the report
     -- does not carry: it is whatever case name the setup's entries have that no
     -- case has.
-    local case_names = {}
+    local case_names, step_names = {}, {}
     for _, c in ipairs(r.cases or {}) do case_names[c.name] = true end
-    local setup_name
-    for _, e in ipairs(self.transcript) do
-      if e.case and not case_names[e.case] then setup_name = e.case break end
+    for _, st in ipairs(r.setup.steps or {}) do step_names[st.name] = true end
+    local setup_name = type(r.setup.name) == "string" and r.setup.name or nil
+    for _, e in ipairs(setup_name and {} or self.transcript) do
+      if e.case and not case_names[e.case] and step_names[e.step] then setup_name = e.case break end
     end
     out[#out + 1] = { kind = "setup", name = setup_name or "setup", status = r.setup.status, error = r.setup.error,
       steps = r.setup.steps or {} }
