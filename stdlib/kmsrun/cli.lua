@@ -8,6 +8,7 @@ usage: kmsrun [options] RUNBOOK.lua
                                        (--isolated: also as each case would run alone)
        kmsrun plan [--case SEL] RUNBOOK.lua    show what would run, start nothing
        kmsrun doc [NAME]               the runbook author reference
+       kmsrun replay OUTDIR [--curl]   re-check a recorded run offline (--curl: its RPCs as curl commands)
        kmsrun serve auth|kms-sim ...   run the auth-policy server or the KMS emulator
        kmsrun test FILE...             run Lua test files
        kmsrun script FILE [ARGS...]    run a plain Lua file (host modules available)

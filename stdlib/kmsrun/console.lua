@@ -6,7 +6,7 @@ Console.__index = Console
 local M = {}
 
 function M.new(opts)
-  return setmetatable({ quiet = opts.quiet, verbose = opts.verbose, out = io.stdout }, Console)
+  return setmetatable({ quiet = opts.quiet, verbose = opts.verbose, out = opts.console_stream or io.stdout }, Console)
 end
 
 function Console:write(...)

@@ -111,6 +111,7 @@ local function run_runbook(opts)
   local r = require("kmsrun.runner").new(spec, {
     version = VERSION, target = target, vars = values, var_decls = decls, out = opts.out,
     cases = opts.cases, tags = opts.tags, keep_going = opts.keep_going, verbose = opts.verbose, quiet = opts.quiet,
+    console_stream = opts.events == "-" and io.stderr or nil,
     timeout = opts.timeout,
   })
   return r:execute()

@@ -9,6 +9,7 @@ local function step_record(s)
   return {
     name = s.name, status = s.status, duration = s.duration, location = s.location,
     expected = s.expected, actual = s.actual, detail = s.detail, last_rpc = s.last_rpc,
+    code = s.code, rpc_seq = s.rpc_seq, match = s.match, fields = s.fields,
     policies = s.policies and next(s.policies) and s.policies or nil,
   }
 end
@@ -36,6 +37,7 @@ function M.build(run)
     cases[#cases + 1] = {
       id = c.id, name = c.name, status = status, failure_kind = kind, duration = c.duration or 0,
       error = c.error, location = c.location, notes = c.notes and json.array(c.notes) or nil, steps = steps_of(c.steps),
+      code = c.code, skip_reason = c.skip_reason,
     }
   end
   local vars = {}
@@ -52,7 +54,8 @@ function M.build(run)
     started_at = os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(run.started_wall)),
     duration = run.duration,
     vars = vars,
-    setup = run.setup_case and { status = run.setup_case.status, error = run.setup_case.error, steps = steps_of(run.setup_case.steps) } or nil,
+    setup = run.setup_case and { name = run.setup_case.name, status = run.setup_case.status, error = run.setup_case.error,
+      code = run.setup_case.code, steps = steps_of(run.setup_case.steps) } or nil,
     cases = cases,
     summary = run.counts,
     cleanup = json.array(run.cleanup_log or {}),
@@ -87,7 +90,8 @@ function M.junit(run)
   local c = run.counts
   local failures, errors = 0, 0
   for _, case in ipairs(run.selected_cases) do
-    if case.status == "failed" then failures = failures + 1 elseif case.status == "error" or case.status == "interrupted" then errors = errors + 1 end
+    if case.status == "failed" then failures = failures + 1
+    elseif case.status == "error" or case.status == "interrupted" or case.status == "timeout" then errors = errors + 1 end
   end
   out[#out + 1] = string.format('<testsuites name="kmsrun" tests="%d" failures="%d" errors="%d" skipped="%d" time="%.3f">',
     #run.selected_cases, failures, errors, c.skipped, run.duration or 0)
@@ -103,9 +107,10 @@ function M.junit(run)
     if status == "failed" then
       out[#out + 1] = string.format('      <failure message="%s" type="StepFailure">%s</failure>',
         xml_escape(case.error or "failed"), xml_escape(failure_text(case)))
-    elseif status == "error" or status == "interrupted" then
+    elseif status == "error" or status == "interrupted" or status == "timeout" then
       out[#out + 1] = string.format('      <error message="%s" type="%s">%s</error>',
-        xml_escape(case.error or status), status == "interrupted" and "Interrupted" or "RunbookError", xml_escape(failure_text(case)))
+        xml_escape(case.error or status), ({ interrupted = "Interrupted", timeout = "Timeout" })[status] or "RunbookError",
+        xml_escape(failure_text(case)))
     elseif status == "skipped" then
       out[#out + 1] = string.format('      <skipped message="%s"/>', xml_escape(case.skip_reason or "not run"))
     end

@@ -100,26 +100,31 @@ function Run:transcript(entry)
   if type(entry.error) == "string" then entry.error = redact.response(entry.error) end
   self:check_written("transcript.ndjson", self.evidence:append_json("transcript.ndjson", entry))
   if ctx and ctx.case then ctx.case.last_rpc = entry end
+  if ctx and ctx.step then ctx.step.rpc_seq = entry.seq end
   events.emit("rpc", { kms = entry.kms, method = entry.method, status = entry.status, error = entry.error,
-    duration = entry.duration })
+    duration = entry.duration, url = entry.url, case = entry.case, step = entry.step, transcript_seq = entry.seq,
+    transport_error = entry.transport_error })
+  return entry.seq
 end
 
 function Run:rpc(h, method, body, opts)
   local base = method:match("^Onboard%.") and h.onboard_url or h.runtime_url
   local left = self:time_left()
-  if left <= 0 then steps.fail("time left for " .. h.name .. " " .. method, "the deadline has passed") end
+  if left <= 0 then steps.fail("time left for " .. h.name .. " " .. method, "the deadline has passed", nil, "TIMEOUT") end
   -- Past the enclosing deadline by a margin: at the deadline its watchdog cancels the
   -- call and reports a timeout naming the RPC; the HTTP timeout racing it would turn
   -- that into a transport failure (exit 1 instead of 4).
   local call_opts = { timeout = math.min(opts.timeout or 30, math.max(0.001, left) + 1) }
   if opts.client_cert then call_opts.tls = { insecure = true, cert = opts.client_cert.cert, key = opts.client_cert.key } end
   local res, err, code = prpc.call(base, method, body, call_opts)
-  self:transcript({ kms = h.name, method = method, url = prpc.url(base, method),
+  local seq = self:transcript({ kms = h.name, method = method, url = prpc.url(base, method),
     request = body, status = res and res.status, response = res and res.body, error = res and res.error or err,
     transport_error = code, duration = res and res.time })
   if not res then
-    steps.fail("an HTTP response from " .. h.name .. " " .. method, string.format("%s (%s)", err, code), self:log_tail(h))
+    steps.fail("an HTTP response from " .. h.name .. " " .. method, string.format("%s (%s)", err, code), self:log_tail(h),
+      code == "ETIMEDOUT" and "TIMEOUT" or "TRANSPORT")
   end
+  res.transcript_seq = seq -- which transcript entry expect_error / expect_ok judge
   if opts.save then self.evidence:json("rpc/" .. opts.save .. ".json", {
     kms = h.name, method = method, request = body, status = res.status, response = redact.response(res.body) }) end
   return res
@@ -138,7 +143,7 @@ function Run:deploy(h)
   local ok, err = self.target.deploy(self, h)
   if not ok then
     self.infra_error = true
-    steps.fail(h.name .. " deployed on " .. self.target.name, tostring(err))
+    steps.fail(h.name .. " deployed on " .. self.target.name, tostring(err), nil, "INFRA")
   end
   h.deployed = true
   h.mode = "onboard"
@@ -250,6 +255,9 @@ function Run:start_auth(auth)
     self:defer("stop auth server " .. auth.name, function() srv:close() end)
   end
   self.policy_versions[auth.name] = { version = 0, sha256 = "", description = initial.description }
+  -- The first flip's diff starts from the policy the server started with.
+  self.policy_texts = self.policy_texts or {}
+  self.policy_texts[auth.name] = json.encode(initial.config, { pretty = true }) .. "\n"
 end
 
 local function sha256_hex(s) return crypto.hex(crypto.sha256(s)) end
@@ -260,27 +268,27 @@ function Run:set_policy(auth, policy)
   if auth.server then
     local err
     version, sha = auth.server:set_policy(policy.config)
-    if not version then steps.fail("policy of " .. auth.name .. " replaced", tostring(sha)) end
+    if not version then steps.fail("policy of " .. auth.name .. " replaced", tostring(sha), nil, "INFRA") end
     -- The evidence holds the exact bytes served, so it hashes to the recorded value.
     text, err = auth.server:policy_text()
-    if not text then steps.fail("policy of " .. auth.name .. " readable", tostring(err)) end
+    if not text then steps.fail("policy of " .. auth.name .. " readable", tostring(err), nil, "INFRA") end
     -- Confirm the server serves what we set before the next step runs: it
     -- answers over HTTP and its policy in force hashes to what was written.
     local info, herr = require("kmsrun.http").request(auth.url .. "/", { timeout = 5 })
     if not info or info.status ~= 200 then
-      steps.fail("auth server " .. auth.name .. " answering GET /", info and ("HTTP " .. info.status) or herr)
+      steps.fail("auth server " .. auth.name .. " answering GET /", info and ("HTTP " .. info.status) or herr, nil, "INFRA")
     end
     local live = auth.server:policy_hash()
-    if live ~= sha then steps.fail("auth server " .. auth.name .. " serving policy " .. sha, "serving " .. tostring(live)) end
+    if live ~= sha then steps.fail("auth server " .. auth.name .. " serving policy " .. sha, "serving " .. tostring(live), nil, "INFRA") end
   elseif auth.spec.config_path then
     local ok, err = fs.write(auth.spec.config_path, text, { mode = 420 })
-    if not ok then steps.fail("policy written to " .. auth.spec.config_path, err) end
+    if not ok then steps.fail("policy written to " .. auth.spec.config_path, err, nil, "INFRA") end
     local back = fs.read(auth.spec.config_path)
     sha = sha256_hex(text)
-    if not back or sha256_hex(back) ~= sha then steps.fail("policy file holds the new policy", "file differs after write") end
+    if not back or sha256_hex(back) ~= sha then steps.fail("policy file holds the new policy", "file differs after write", nil, "INFRA") end
     version = (self.policy_versions[auth.name].version or 0) + 1
   else
-    steps.fail("a policy source for " .. auth.name, "external auth server without config_path cannot be changed")
+    steps.fail("a policy source for " .. auth.name, "external auth server without config_path cannot be changed", nil, "INFRA")
   end
   local prev = self.policy_versions[auth.name]
   self.policy_versions[auth.name] = { version = version, sha256 = sha, description = policy.description }
@@ -307,7 +315,7 @@ local function run_block(self, block, kind)
   local started = time.now()
   local limit = block.timeout or self.opts.case_timeout or self.target.case_timeout or 600
   local t = task.spawn(function()
-    steps.set_context({ run = self, case = block, depth = 0 })
+    steps.set_context({ run = self, case = block, depth = 0, kind = kind })
     return self:guard(limit, kind == "case" and ("case '" .. block.name .. "'") or block.name, block.fn)
   end)
   self.current_task = t
@@ -320,6 +328,7 @@ local function run_block(self, block, kind)
   elseif M.is_timeout(err) then
     block.status = "timeout"
     block.error = tostring(err)
+    block.code = "TIMEOUT"
     self.timed_out = true
     local last = block.steps[#block.steps]
     if last and last.status ~= "passed" then
@@ -329,16 +338,20 @@ local function run_block(self, block, kind)
   elseif task.is_cancelled(err) or self.interrupted then
     block.status = "interrupted"
     block.error = "interrupted by " .. tostring(self.interrupted or "cancel")
+    block.code = "CANCELLED"
   elseif steps.is_failure(err) then
     block.status = "failed"
     block.error = string.format("step '%s' failed at %s", err.step, err.location or "?")
+    block.code = err.code or "EXPECTATION"
   elseif type(err) == "table" and err.usage then
     block.status = "error"
     block.error = err.message
+    block.code = "USAGE"
     self.usage_error = err.message
   else
     block.status = "error"
     block.error = (t.traceback or tostring(err))
+    block.code = "RUNTIME"
     self.runtime_error = block.error
   end
   return block.status
@@ -479,11 +492,13 @@ function Run:execute()
     if stop or self.interrupted then
       c.status = "skipped"
       c.skip_reason = self.interrupted and "run interrupted" or "an earlier failure stopped the run (use --keep-going)"
+      events.emit("case_end", { case = c.name, id = c.id, status = "skipped", duration = 0, reason = c.skip_reason })
     else
       self.console:case_start(c, i, #cases)
       events.emit("case_start", { case = c.name, id = c.id })
       run_block(self, c, "case")
-      events.emit("case_end", { case = c.name, id = c.id, status = c.status, duration = c.duration, error = c.error })
+      events.emit("case_end", { case = c.name, id = c.id, status = c.status, duration = c.duration, error = c.error,
+        code = c.code })
       self.console:case_end(c)
       if c.status ~= "passed" and not self.opts.keep_going then stop = true end
       if c.status == "error" and self.usage_error then stop = true end
@@ -521,7 +536,7 @@ function Run:execute()
     code = exit_codes.SECRET_LEAK
   end
   events.emit("run_end", { status = self.status, exit_code = code, passed = counts.passed, failed = counts.failed,
-    skipped = counts.skipped })
+    skipped = counts.skipped, error = self.error })
   self.console:summary(self, counts)
   return code
 end

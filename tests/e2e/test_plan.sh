@@ -15,7 +15,7 @@ expect_output "case 1" 'case 1 "bootstrap is denied when the KMS itself is not a
 expect_output "case 2 and its needs" 'case 2 "bootstrap succeeds after the KMS is whitelisted" (needs case 1):'
 expect_output "case 3" 'case 3 "the receiver rejects onboarding from a denied source KMS" (needs case 2):'
 expect_output "case 4" 'case 4 "trusted RPCs fail once the running KMS is no longer allowed" (needs case 2):'
-expect_output "case 5" 'case 5 "there is no no-quote mode: attestation is always required":'
+expect_output "case 5" 'case 5 "there is no no-quote mode: attestation is always required" (needs case 2):'
 expect_output "setup steps" ": deploy kms-src, kms-dst, kms-noattest"
 expect_output "set_policy step" ": set_policy auth-src = deny_by_mr(kms-src)"
 expect_output "rpc step with its body and evidence" ': rpc kms-src Onboard.Bootstrap {domain="kms-src.example.test"} -> rpc/bootstrap-src-denied.json'

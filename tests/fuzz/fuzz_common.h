@@ -9,15 +9,25 @@
 #include <lua.h>
 #include <stddef.h>
 
+typedef enum { FZ_OK, FZ_ERROR, FZ_BUDGET } fz_status;
+
+typedef struct fz_driver {
+    int run;   /* registry ref of run(data) */
+    int after; /* registry ref of after(), or LUA_NOREF */
+} fz_driver;
+
 /* Creates the state (once per process). mem_limit in bytes. */
 lua_State *fz_open(size_t mem_limit);
 
-/* Loads a Lua driver chunk (text) that returns a function; returns its registry ref. */
-int fz_driver(lua_State *L, const char *name, const char *source);
+/* Loads a Lua driver chunk that returns run [, after]; aborts on failure.
+ * The chunk gets the extra arguments as `...` (strings). */
+fz_driver fz_load_driver(lua_State *L, const char *name, const char *source, int nargs, const char *const *args);
 
-/* Calls the driver with the input as a string, with a budget of `budget`
- * thousand VM instructions. Returns NULL on success, else the error text
- * (valid until the next call). */
-const char *fz_call(lua_State *L, int ref, const unsigned char *data, size_t size, long budget);
+/* Runs run(data) in a fresh coroutine with a budget of `budget` thousand VM
+ * instructions; a spent budget stops it for good (the coroutine yields from the
+ * hook, which no pcall inside can catch). Then calls after() without a budget.
+ * *err is the error text for FZ_ERROR (valid until the next call). */
+fz_status fz_call(lua_State *L, const fz_driver *d, const unsigned char *data, size_t size, long budget,
+                  const char **err);
 
 #endif

@@ -45,22 +45,27 @@ static const char DRIVER[] =
     "end\n";
 
 static lua_State *L;
-static int driver;
+static fz_driver driver;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc; (void)argv;
     L = fz_open((size_t)512 << 20);
-    driver = fz_driver(L, "=fuzz_response", DRIVER);
+    driver = fz_load_driver(L, "=fuzz_response", DRIVER, 0, NULL);
     return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size > (1u << 20)) return 0;
-    const char *err = fz_call(L, driver, data, size, 200000);
-    if (err) {
+    const char *err = NULL;
+    fz_status st = fz_call(L, &driver, data, size, 200000, &err);
+    if (st == FZ_ERROR) {
         fprintf(stderr, "fuzz_response: the response pipeline raised:\n%s\n", err);
+        abort();
+    }
+    if (st == FZ_BUDGET) {
+        fprintf(stderr, "fuzz_response: 200M VM instructions for one response of %zu bytes (a loop?)\n", size);
         abort();
     }
     return 0;

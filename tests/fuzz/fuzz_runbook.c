@@ -3,12 +3,14 @@
  * loop turn: actions cannot wait, and case bodies are only stored). The runbook
  * sees a `require` that only hands out pure modules, so generated code cannot
  * reach the file system or start processes; the shared libraries (string, table,
- * math, utf8) are restored after every input so one input cannot poison the next.
+ * math, utf8, the string metatable) and the redactor's taint list are restored
+ * after every input so one input cannot change the next. Runaway code is stopped
+ * by the instruction budget (not a finding) and the memory cap.
  *
- * A finding is: runbook.load raising instead of returning nil, err; an error
- * message that is not a string; a loaded spec that is malformed; and, with
- * FUZZ_STRICT=1, a load error raised inside the stdlib (a DSL function crashing
- * on a bad argument instead of reporting a usage error at the runbook's line).
+ * A finding is: runbook.load raising instead of returning nil, err; an error that
+ * is not a string; a malformed spec; and, with FUZZ_STRICT=1, a load error raised
+ * inside the stdlib (a DSL function crashing on a bad argument instead of
+ * reporting a usage error at the runbook's line).
  *
  *   build-fuzz/fuzz_runbook -max_total_time=120 tests/fuzz/corpus/fuzz_runbook
  */
@@ -22,53 +24,55 @@
 
 static const char DRIVER[] =
     "local path, strict = ...\n"
+    "strict = strict == '1'\n"
     "local runbook = require 'kmsrun.runbook'\n"
     "local redact = require 'kmsrun.redact'\n"
     "for _, m in ipairs({ 'kmsrun.policies', 'kmsrun.dsl.steps', 'kmsrun.dsl.expect', 'kmsrun.dsl.actions',\n"
-    "  'kmsrun.dsl.declare', 'kmsrun.api', 'kmsrun.json', 'kmsrun.linediff' }) do require(m) end\n"
+    "  'kmsrun.dsl.declare', 'kmsrun.api', 'kmsrun.json', 'kmsrun.linediff', 'kmsrun.runner' }) do require(m) end\n"
     "local PURE = { ['kmsrun.json'] = true, ['kmsrun.policies'] = true, ['kmsrun.api'] = true, ['kmsrun.linediff'] = true }\n"
-    "local real_require = require\n"
     "_G.require = function(name)\n"
     "  if PURE[name] and package.loaded[name] then return package.loaded[name] end\n"
     "  error('require is disabled in the fuzz harness: ' .. tostring(name), 2)\n"
     "end\n"
     "_G.print = function() end\n"
-    "-- Snapshots of what a runbook can reach and change for everyone.\n"
     "local shared = { string = string, table = table, math = math, utf8 = utf8 }\n"
-    "local saved, smt = {}, getmetatable('')\n"
-    "local smt_saved = {}\n"
+    "local saved, smt, smt_saved = {}, getmetatable(''), {}\n"
     "for k, v in pairs(smt) do smt_saved[k] = v end\n"
     "for name, t in pairs(shared) do saved[name] = {}; for k, v in pairs(t) do saved[name][k] = v end end\n"
-    "local function restore()\n"
-    "  for name, t in pairs(shared) do\n"
-    "    setmetatable(t, nil)\n"
-    "    for k in pairs(t) do if saved[name][k] == nil then t[k] = nil end end\n"
-    "    for k, v in pairs(saved[name]) do t[k] = v end\n"
-    "  end\n"
+    "local rawget, rawset, next, setmetatable, pairs = rawget, rawset, next, setmetatable, pairs\n"
+    "local function reset(t, from)\n"
+    "  setmetatable(t, nil)\n"
+    "  local k = next(t)\n"
+    "  while k ~= nil do local nk = next(t, k); if from[k] == nil then rawset(t, k, nil) end; k = nk end\n"
+    "  for k, v in pairs(from) do rawset(t, k, v) end\n"
+    "end\n"
+    "local function after()\n"
+    "  for name, t in pairs(shared) do reset(t, saved[name]) end\n"
     "  debug.setmetatable('', smt)\n"
-    "  for k in pairs(smt) do if smt_saved[k] == nil then smt[k] = nil end end\n"
-    "  for k, v in pairs(smt_saved) do smt[k] = v end\n"
-    "  -- secret() taints values; drop them.\n"
-    "  for i = 1, 10 do\n"
+    "  reset(smt, smt_saved)\n"
+    "  for i = 1, 20 do -- secret() taints values: drop them\n"
     "    local name = debug.getupvalue(redact.add, i)\n"
     "    if not name then break end\n"
     "    if name == 'secrets' or name == 'known' then debug.setupvalue(redact.add, i, {}) end\n"
     "  end\n"
     "end\n"
+    "local function spent(e)\n"
+    "  e = tostring(e)\n"
+    "  return e:find('instruction budget exhausted', 1, true) or e:find('not enough memory', 1, true)\n"
+    "    or e:find('stack overflow', 1, true)\n"
+    "end\n"
     "local INTERNAL = { 'kmsrun/dsl/', 'kmsrun/runbook.lua', 'kmsrun/api.lua', 'kmsrun/policies.lua' }\n"
-    "return function(data)\n"
+    "local function run(data)\n"
     "  local f = assert(io.open(path, 'wb')); f:write(data); f:close()\n"
     "  local ok, spec, err = pcall(runbook.load, path)\n"
-    "  restore()\n"
     "  if not ok then\n"
-    "    -- The budget and the memory cap interrupt whatever runs; that is not a finding.\n"
-    "    if tostring(spec):find('instruction budget exhausted', 1, true) or tostring(spec):find('not enough memory', 1, true) then return end\n"
+    "    if spent(spec) then return end\n"
     "    error('runbook.load raised: ' .. tostring(spec), 0)\n"
     "  end\n"
     "  if not spec then\n"
     "    if err == nil then return end -- error(nil) in the runbook\n"
     "    if type(err) ~= 'string' then error('runbook.load returned a ' .. type(err) .. ' error', 0) end\n"
-    "    if strict and not err:find('instruction budget exhausted', 1, true) and not err:find('not enough memory', 1, true) then\n"
+    "    if strict and not spent(err) then\n"
     "      local first = err:match('^[^\\n]*')\n"
     "      for _, p in ipairs(INTERNAL) do\n"
     "        if first:find(p, 1, true) then error('the stdlib crashed on a runbook mistake: ' .. err, 0) end\n"
@@ -81,38 +85,31 @@ static const char DRIVER[] =
     "    assert(c.id == i and type(c.name) == 'string' and type(c.fn) == 'function', 'malformed case')\n"
     "  end\n"
     "  local rok, rerr = pcall(spec.resolve_vars, {}, {})\n"
-    "  if not rok and strict then error('resolve_vars raised: ' .. tostring(rerr), 0) end\n"
-    "end\n";
+    "  if not rok and strict and not spent(rerr) then error('resolve_vars raised: ' .. tostring(rerr), 0) end\n"
+    "end\n"
+    "return run, after\n";
 
 static lua_State *L;
-static int driver;
-static int strict;
+static fz_driver driver;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc; (void)argv;
-    static char path[128];
+    static char path[256];
     const char *tmp = getenv("TMPDIR");
     snprintf(path, sizeof path, "%s/kmsrun-fuzz-runbook-%d.lua", tmp && *tmp ? tmp : "/tmp", (int)getpid());
     const char *s = getenv("FUZZ_STRICT");
-    strict = s && *s && strcmp(s, "0") != 0;
+    const char *args[2] = {path, (s && *s && strcmp(s, "0") != 0) ? "1" : "0"};
     L = fz_open((size_t)512 << 20);
-    /* The driver chunk takes (path, strict): wrap it so fz_driver's call passes them. */
-    lua_pushstring(L, path);
-    lua_setglobal(L, "FUZZ_PATH");
-    lua_pushboolean(L, strict);
-    lua_setglobal(L, "FUZZ_STRICT");
-    static char wrapped[sizeof DRIVER + 128];
-    snprintf(wrapped, sizeof wrapped, "return (function(...)\n%s\nend)(FUZZ_PATH, FUZZ_STRICT)", DRIVER);
-    driver = fz_driver(L, "=fuzz_runbook", wrapped);
+    driver = fz_load_driver(L, "=fuzz_runbook", DRIVER, 2, args);
     return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size > (64u << 10)) return 0;
-    const char *err = fz_call(L, driver, data, size, 20000);
-    if (err) {
+    const char *err = NULL;
+    if (fz_call(L, &driver, data, size, 20000, &err) == FZ_ERROR) {
         fprintf(stderr, "fuzz_runbook: %s\n", err);
         abort();
     }

@@ -73,7 +73,7 @@ local function wait_one(h, opts, console)
   local attempts, last = 0, "no attempt yet"
   if h.mode == "runtime" then
     local ok, err = r:runtime_ready(h, deadline)
-    if not ok then steps.fail("runtime endpoint of " .. h.name .. " announced", err) end
+    if not ok then steps.fail("runtime endpoint of " .. h.name .. " announced", err, nil, "TIMEOUT") end
   end
   local method, base = probe(h)
   local started = time.now()
@@ -89,7 +89,7 @@ local function wait_one(h, opts, console)
     events.emit("retry", { kms = h.name, probe = method, attempt = attempts, result = last })
     if time.now() >= deadline then
       steps.fail(string.format("HTTP 200 from %s %s within %g s", h.name, method, opts.timeout),
-        string.format("%s after %d attempts", last, attempts), r:log_tail(h))
+        string.format("%s after %d attempts", last, attempts), r:log_tail(h), "TIMEOUT")
     end
     if time.now() >= next_report then
       console:progress(string.format("waiting for %s %s (%.0f s, last: %s)", h.name, method, time.now() - started, last))
@@ -222,10 +222,12 @@ wait_ready(src)]],
     return steps.run("finish " .. h.name, function(step)
       local r = run()
       local url = h.onboard_url .. "/finish"
-      local res, err = http.request(url, { timeout = 30 })
-      r:transcript({ kms = h.name, method = "GET /finish", url = url, status = res and res.status, response = res and res.body, error = err, duration = res and res.time })
+      local res, err, code = http.request(url, { timeout = 30 })
+      local seq = r:transcript({ kms = h.name, method = "GET /finish", url = url, status = res and res.status, response = res and res.body, error = err, duration = res and res.time })
+      step.rpc_seq = seq
       if not res or res.status ~= 200 or res.body ~= "OK" then
-        steps.fail("HTTP 200 OK from GET /finish", res and string.format("HTTP %d %s", res.status, res.body) or err, r:log_tail(h))
+        steps.fail("HTTP 200 OK from GET /finish", res and string.format("HTTP %d %s", res.status, res.body) or err, r:log_tail(h),
+          res and "EXPECTATION" or (code == "ETIMEDOUT" and "TIMEOUT" or "TRANSPORT"))
       end
       h.mode = "runtime"
       step.actual = "OK"

@@ -25,14 +25,22 @@ end
 
 local function matcher(spec)
   if type(spec) == "string" then
-    return function(s) return s:sub(1, #spec) == spec end, string.format("an RPC error starting with %q", spec)
+    return function(s) return s:sub(1, #spec) == spec end, string.format("an RPC error starting with %q", spec),
+      { kind = "prefix", value = spec }
   end
-  if spec.equals then return function(s) return s == spec.equals end, string.format("the RPC error %q", spec.equals) end
+  if spec.equals then
+    return function(s) return s == spec.equals end, string.format("the RPC error %q", spec.equals),
+      { kind = "equals", value = spec.equals }
+  end
   if spec.contains then
-    return function(s) return s:find(spec.contains, 1, true) ~= nil end, string.format("an RPC error containing %q", spec.contains)
+    return function(s) return s:find(spec.contains, 1, true) ~= nil end, string.format("an RPC error containing %q", spec.contains),
+      { kind = "contains", value = spec.contains }
   end
-  if spec.pattern then return function(s) return s:find(spec.pattern) ~= nil end, string.format("an RPC error matching /%s/", spec.pattern) end
-  if spec.any then return function() return true end, "any RPC error" end
+  if spec.pattern then
+    return function(s) return s:find(spec.pattern) ~= nil end, string.format("an RPC error matching /%s/", spec.pattern),
+      { kind = "pattern", value = spec.pattern }
+  end
+  if spec.any then return function() return true end, "any RPC error", { kind = "any" } end
   api.usage_error("expect_error: give a prefix string or one of {equals=}, {contains=}, {pattern=}, {any=true}")
 end
 
@@ -44,11 +52,12 @@ M.expect_error = api.define {
   example = [[expect_error(res, "KMS is not allowed to bootstrap: boot denied: ")
 expect_error(res, { contains = "Source KMS is not allowed for onboarding" })]],
   fn = function(res, spec)
-    local ok, want = matcher(spec)
+    local ok, want, match = matcher(spec)
     local shown = type(spec) == "string" and spec or spec.equals or spec.contains or spec.pattern or "any"
     if #shown > 70 then shown = shown:sub(1, 70) .. "…" end
     return steps.run(string.format("expect_error %s: %q", res.method, shown), function(step)
       step.expected = want
+      step.match, step.rpc_seq = match, res.transcript_seq
       step.actual = show(res)
       if not res.error or res.status ~= 400 then steps.fail(want, show(res)) end
       if not ok(res.error) then steps.fail(want, show(res)) end
@@ -67,6 +76,7 @@ M.expect_ok = api.define {
     return steps.run("expect_ok " .. res.method, function(step)
       local want = "HTTP 200" .. (fields and (" with " .. table.concat(fields, ", ")) or "")
       step.expected = want
+      step.fields, step.rpc_seq = fields and json.array({ table.unpack(fields) }), res.transcript_seq
       step.actual = show(res)
       if not res.ok then steps.fail(want, show(res)) end
       for _, f in ipairs(fields or {}) do

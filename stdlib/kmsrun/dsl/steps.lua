@@ -22,14 +22,16 @@ local current -- {run=, case=, depth=}
 function M.set_context(ctx) current = ctx end
 function M.context() return current end
 
---- Raises a step failure for the running step.
-function M.fail(expected, actual, detail)
+--- Raises a step failure for the running step. code: a failure code of
+-- events.CODES (default "EXPECTATION"): "TRANSPORT", "TIMEOUT", "INFRA".
+function M.fail(expected, actual, detail, code)
   local step = current and current.step
   error(setmetatable({
     step = step and step.name or "?",
     expected = expected,
     actual = actual,
     detail = detail,
+    code = code or "EXPECTATION",
     location = step and step.location or api.runbook_location(),
   }, Failure), 0)
 end
@@ -47,7 +49,7 @@ function M.run(name, fn, ...)
   local steps = ctx.case.steps
   steps[#steps + 1] = step
   step.policies = ctx.run:policy_state()
-  events.emit("step_start", { case = ctx.case.name, step = name, location = step.location })
+  events.emit("step_start", { case = ctx.case.name, step = name, location = step.location, phase = ctx.kind })
   ctx.run.console:step_start(step)
   local results = table.pack(pcall(fn, step, ...))
   ctx.depth = ctx.depth - 1
@@ -61,17 +63,22 @@ function M.run(name, fn, ...)
     if M.is_failure(e) then
       step.status = "failed"
       step.expected, step.actual, step.detail = e.expected, e.actual, e.detail
+      step.code = e.code or "EXPECTATION"
     elseif require("kmsrun.runner").is_timeout(e) then
       step.status = "timeout"
       step.actual = "no result before the deadline; waiting for: " .. e.waiting
+      step.code = "TIMEOUT"
     elseif require("kmsrun.task").is_cancelled(e) and ctx.run.expiring then
       step.status = "timeout"
       step.actual = "no result before the deadline; waiting for: " .. ctx.run.expiring
+      step.code = "TIMEOUT"
     elseif require("kmsrun.task").is_cancelled(e) then
       step.status = "interrupted"
+      step.code = "CANCELLED"
     else
       step.status = "error"
       step.actual = tostring(e)
+      step.code = (type(e) == "table" and e.usage) and "USAGE" or "RUNTIME"
     end
   end
   local last = ctx.case.last_rpc
@@ -88,8 +95,9 @@ function M.run(name, fn, ...)
   -- What the step saw may hold a secret tainted meanwhile (the terminal is not scrubbed).
   local scrub = require("kmsrun.redact").scrub
   step.expected, step.actual, step.detail, step.last_rpc = scrub(step.expected), scrub(step.actual), scrub(step.detail), scrub(step.last_rpc)
-  events.emit("step_end", { case = ctx.case.name, step = name, status = step.status,
-    expected = step.expected, actual = step.actual, duration = step.duration })
+  events.emit("step_end", { case = ctx.case.name, step = name, status = step.status, code = step.code,
+    expected = step.expected, actual = step.actual, duration = step.duration, location = step.location,
+    last_rpc = step.last_rpc, rpc_seq = step.rpc_seq, phase = ctx.kind })
   ctx.run.console:step_end(step)
   if not results[1] then error(results[2], 0) end
   return table.unpack(results, 2, results.n)
