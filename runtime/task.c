@@ -254,6 +254,7 @@ static void cancel_woken(void *ctx)
 static int l_suspend(lua_State *L)
 {
     const char *what = luaL_optstring(L, 1, "suspend");
+    kr_task_check(L, what); /* before the allocation: kr_wait_new would raise and leak it */
     wake_ctx *c = calloc(1, sizeof *c);
     c->ref = LUA_NOREF;
     kr_wait *w = kr_wait_new(L, what, push_woken, cancel_woken, c);

@@ -16,9 +16,13 @@ M.secret_fields = {
 
 local secrets = {}   -- list of {forms = {...}, marker = "..."}
 local known = {}     -- raw secret -> true
+local ordered = {}   -- every {form, marker} of every secret, longest form first
+
+local MARKER_PREFIX = "[REDACTED sha256:"
+local MARKER_PATTERN = "%[REDACTED sha256:%x+%]"
 
 function M.marker(value)
-  return "[REDACTED sha256:" .. crypto.hex(crypto.sha256(value)) .. "]"
+  return MARKER_PREFIX .. crypto.hex(crypto.sha256(value)) .. "]"
 end
 
 local function add_form(forms, s)
@@ -28,6 +32,9 @@ end
 --- Taints value: from now on every sink replaces it by its marker.
 function M.add(value)
   if type(value) ~= "string" or #value < 8 or known[value] then return end
+  -- Text every marker holds ("REDACTED", "sha256:"...) is no secret: scrubbing it
+  -- would only mangle the markers.
+  if MARKER_PREFIX:find(value, 1, true) then return end
   known[value] = true
   local forms = {}
   add_form(forms, value)
@@ -42,7 +49,15 @@ function M.add(value)
   end
   -- Longest first, so a form containing another is replaced whole.
   table.sort(forms, function(a, b) return #a > #b end)
-  secrets[#secrets + 1] = { forms = forms, marker = M.marker(value) }
+  local s = { forms = forms, marker = M.marker(value) }
+  secrets[#secrets + 1] = s
+  -- Across secrets too: a secret containing another (a text holding a key) is
+  -- replaced whole before the shorter one could cut it and leave the rest in clear.
+  for _, form in ipairs(forms) do ordered[#ordered + 1] = { form, s.marker } end
+  table.sort(ordered, function(a, b)
+    if #a[1] ~= #b[1] then return #a[1] > #b[1] end
+    return a[1] < b[1]
+  end)
 end
 
 local function plain_replace(text, needle, repl)
@@ -62,9 +77,7 @@ end
 --- Replaces every tainted secret in text.
 function M.scrub(text)
   if type(text) ~= "string" then return text end
-  for _, s in ipairs(secrets) do
-    for _, form in ipairs(s.forms) do text = plain_replace(text, form, s.marker) end
-  end
+  for _, f in ipairs(ordered) do text = plain_replace(text, f[1], f[2]) end
   return text
 end
 
@@ -126,6 +139,8 @@ end
 
 --- Scans text for any tainted secret form; returns the first marker found or nil.
 function M.find_leak(text)
+  -- A marker is not a leak, even where a secret's hex happens to occur in its digest.
+  text = text:gsub(MARKER_PATTERN, "")
   for _, s in ipairs(secrets) do
     for _, form in ipairs(s.forms) do
       if text:find(form, 1, true) then return s.marker end

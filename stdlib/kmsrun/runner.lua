@@ -238,9 +238,12 @@ function Run:start_auth(auth)
     auth.external = true
     if auth.spec.config_path then
       local original = fs.read(auth.spec.config_path)
+      -- The undo record lets `kmsrun cleanup` restore the file after a killed run.
+      local path = auth.spec.config_path
+      if path:sub(1, 1) ~= "/" then path = fs.cwd() .. "/" .. path end
       self:defer("restore the original policy of " .. auth.name, function()
         if original then fs.write(auth.spec.config_path, original, { mode = 420 }) end
-      end)
+      end, original and { kind = "file", path = path, content = original } or nil)
     end
   else
     self.evidence:mkdir("logs")

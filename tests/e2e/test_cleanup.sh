@@ -7,6 +7,9 @@
 cd "$WORK"
 PY=/usr/bin/python3
 RUNBOOK=$SRC/runbooks/self_auth.lua
+# Servers this script starts are stopped however it ends.
+started_pids=""
+trap 'for p in $started_pids; do kill "$p" 2>/dev/null; done; rm -rf "$WORK"' EXIT
 
 wait_for() { # FILE PATTERN: up to 20 s
   for _ in $(seq 400); do grep -q -- "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
@@ -89,12 +92,35 @@ else
   kill -KILL "$kpid" 2>/dev/null
 fi
 
+# 1b. An external auth server's policy file, rewritten by set_policy, is restored
+# by `kmsrun cleanup` after the run is SIGKILLed (a relative config_path too).
+mkdir -p "$WORK/ext" && printf '{"osImages": []}\n' >"$WORK/ext/policy.json"
+"$KMSRUN" serve auth --port 0 --config "$WORK/ext/policy.json" >"$WORK/ext/auth.out" 2>/dev/null &
+ext_auth=$!
+started_pids="$started_pids $ext_auth"
+if wait_for "$WORK/ext/auth.out" "listening on"; then
+  (cd "$WORK/ext" && FAULT_AUTH_URL=$(sed -n 's/^listening on //p' auth.out) FAULT_POLICY_PATH=policy.json \
+    exec "$KMSRUN" --out "$WORK/ext/out" "$SRC/tests/faults/extauth.lua") >"$WORK/ext/run.log" 2>&1 &
+  kpid=$!
+  if wait_for "$WORK/ext/run.log" "policy flipped"; then
+    grep -q '"osImages": \[\]' "$WORK/ext/policy.json" && not_ok "the run rewrote the policy file" || ok "the run rewrote the policy file"
+    kill -KILL "$kpid"; wait "$kpid" 2>/dev/null
+    run "cleanup after SIGKILL (external policy)" 0 "$KMSRUN" cleanup "$WORK/ext/out"
+    [ "$(cat "$WORK/ext/policy.json")" = '{"osImages": []}' ] && ok "the original policy file is restored" \
+      || not_ok "the original policy file is restored" "$(head -c 300 "$WORK/ext/policy.json")"
+  else
+    not_ok "the external-auth run flipped the policy" "$(tail -20 "$WORK/ext/run.log")"; kill -KILL "$kpid" 2>/dev/null
+  fi
+else not_ok "an external auth server started"; fi
+kill "$ext_auth" 2>/dev/null; wait "$ext_auth" 2>/dev/null
+
 # 2. Each undo kind, from a hand-written ledger: processes that are not kmsrun's
 # children (so nothing else stops them): a group of two, and one that ignores
 # SIGTERM; a pid reused by a younger process (left alone); a directory; a file to
 # restore and one to remove; a vm through the VMM API.
 setsid sh -c 'echo $$ >"$1"; sleep 300 & sleep 300' sh "$WORK/grp.pid" </dev/null >/dev/null 2>&1 &
 setsid sh -c 'trap "" TERM; echo $$ >"$1"; sleep 300 & sleep 300' sh "$WORK/stubborn.pid" </dev/null >/dev/null 2>&1 &
+disown -a  # they are killed by the cleanup under test, not by this shell: no job messages
 wait_for "$WORK/grp.pid" . && wait_for "$WORK/stubborn.pid" . && sleep 0.2
 grp=$(cat "$WORK/grp.pid")
 stubborn=$(cat "$WORK/stubborn.pid")
@@ -104,12 +130,14 @@ stubborn_members=$(pgrep -g "$stubborn" | tr '\n' ' ')
   && ok "two process groups of two started ($members/ $stubborn_members)" || not_ok "process groups started" "$members / $stubborn_members"
 sleep 300 </dev/null >/dev/null 2>&1 &
 young=$!
+started_pids="$started_pids $young"
 mkdir -p "$WORK/scratch/a/b" && echo x >"$WORK/scratch/a/b/f"
 echo "changed by the run" >"$WORK/policy.json"
 echo "created by the run" >"$WORK/created.txt"
 
 "$KMSRUN" script "$SRC/tests/fake_vmm.lua" --token fake-token-9f3a >"$WORK/vmm.out" 2>"$WORK/vmm.err" &
 vmm_pid=$!
+started_pids="$started_pids $vmm_pid"
 vm_id=""
 if wait_for "$WORK/vmm.out" "listening on"; then
   vmm_url=$(sed -n 's/^listening on //p' "$WORK/vmm.out")

@@ -35,15 +35,18 @@ gone() {
 }
 ledger_pids() { grep -ao '"kind":"process","pid":[0-9]*' "$1" 2>/dev/null | grep -o '[0-9]*$' | sort -u | tr '\n' ' '; }
 
-# Helper servers started for a row; stopped after it.
+# Helper servers started for a row; stopped after it (each also stops by itself
+# after 10 minutes). Not called in $(...): the pid must be recorded in this shell.
 helpers=""
-start_helper() { # LOG CMD...: starts a helper server, prints its URL
+helper_url=""
+start_helper() { # LOG CMD...: starts a helper server; sets helper_url
   local log=$1
   shift
   "$@" >"$log" 2>"$log.err" &
   helpers="$helpers $!"
+  helper_url=""
   wait_for "$log" "^listening on " 200 || { echo "helper did not start: $* $(cat "$log.err")" >&2; return 1; }
-  sed -n 's/^listening on //p' "$log" | head -1
+  helper_url=$(sed -n 's/^listening on //p' "$log" | head -1)
 }
 stop_helpers() {
   for p in $helpers; do kill "$p" 2>/dev/null; done
@@ -199,8 +202,9 @@ run_cmd() { # NAME OUTFILE
   local url port code
   case $1 in
     auth-port-taken|sim-port-taken)
-      url=$(start_helper "$WORK/taker.log" "$KMSRUN" serve auth --port 0 --config "$WORK/none.json") || return 99
-      port=${url##*:}
+      # Any listener takes the port; the fault server ends by itself if this script dies.
+      start_helper "$WORK/taker.log" "$KMSRUN" script "$F/fault_server.lua" status500 || return 99
+      port=${helper_url##*:}
       if [ "$1" = auth-port-taken ]; then
         timeout 60 "$KMSRUN" serve auth --port "$port" --config "$WORK/none.json" >"$2" 2>&1
       else
@@ -248,8 +252,9 @@ while IFS='|' read -r name want msg runbook opts; do
         mode=${tok#server=}
         extra=()
         [[ $mode == *,boot-only ]] && { mode=${mode%,boot-only}; extra=(--boot-only); }
-        url=$(start_helper "$WORK/helper-$n.log" "$KMSRUN" script "$F/fault_server.lua" "$mode" "${extra[@]}" --leak-to "$leak") ;;
-      raw=*) url=$(start_helper "$WORK/helper-$n.log" "$PY" "$F/raw_server.py" "${tok#raw=}") ;;
+        start_helper "$WORK/helper-$n.log" "$KMSRUN" script "$F/fault_server.lua" "$mode" "${extra[@]}" --leak-to "$leak"
+        url=$helper_url ;;
+      raw=*) start_helper "$WORK/helper-$n.log" "$PY" "$F/raw_server.py" "${tok#raw=}"; url=$helper_url ;;
       out=*) outmode=${tok#out=} ;;
       noout) noout=1 ;;
       cleanup) cleanup=1 ;;
@@ -300,7 +305,9 @@ while IFS='|' read -r name want msg runbook opts; do
     [ "$reached" -eq 0 ] || not_ok "$name: the run reached '$what' before the signal" "$(tail -5 "$log")"
   fi
   secs=$(echo "$(date +%s.%N) - $t0" | bc)
+  row_helpers=$helpers
   stop_helpers
+  for p in $row_helpers; do gone "$p" || not_ok "$name: helper server $p stopped"; done
 
   printf '%-34s | expected %-3s | observed %-3s | %5.1f s\n' "$name" "$want" "$code" "$secs" >>"$WORK/matrix.txt"
 

@@ -31,6 +31,40 @@ local BODIES = {
   nul_in_key = '{"a\\u0000b": 1}',
 }
 
+local function hwm_kib()
+  local status = require("kmsrun.fs").read("/proc/self/status") or ""
+  return tonumber(status:match("VmHWM:%s*(%d+)"))
+end
+
+-- First, while the process is small: a 20 MiB answer (from another process) to a
+-- request capped at 1 MiB fails with ETOOBIG without the body ever being held.
+T.test("a 20 MiB answer under max_body = 1 MiB: ETOOBIG, memory bounded", function()
+  local proc = require "kmsrun.proc"
+  local fs = require "kmsrun.fs"
+  local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
+  local dir = assert(fs.tmpdir("kmsrun-hostile"))
+  local p <close> = assert(proc.spawn({ proc.exe(), "script", here .. "/fault_server.lua", "huge" },
+    { stdout = dir .. "/out" }))
+  local base
+  for _ = 1, 400 do
+    base = (fs.read(dir .. "/out") or ""):match("listening on (%S+)")
+    if base then break end
+    time.sleep(0.05)
+  end
+  T.ok(base, "the fault server listens")
+  local before = hwm_kib()
+  for _ = 1, 3 do
+    local res, err, code = http.request(base .. "/x", { max_body = 1024 * 1024, timeout = 30 })
+    T.eq(res, nil)
+    T.eq(code, "ETOOBIG", err)
+  end
+  local after = hwm_kib()
+  fs.remove(dir)
+  if before and after then
+    T.ok(after - before < 12 * 1024, string.format("peak RSS grew by %d KiB (< 12 MiB) for 3 x 20 MiB answers", after - before))
+  end
+end)
+
 local srv
 local function url()
   if not srv then

@@ -13,7 +13,15 @@ local policies = require "kmsrun.policies"
 
 local M = {}
 
-local function run() return steps.context().run end
+local function run()
+  local ctx = steps.context()
+  if not ctx or not ctx.run then
+    -- Called while the runbook loads (declarations only): say so at the runbook's line.
+    api.usage_error("actions (deploy, wait_ready, rpc, set_policy, step, sleep, log, save, archive, parallel, ...) "
+      .. "run only inside setup(), a case or teardown(), not while the runbook loads")
+  end
+  return ctx.run
+end
 
 local function names(hs)
   local n = {}
@@ -271,7 +279,10 @@ M.parallel = api.define {
   doc = [[Runs the functions concurrently and returns the first result of each, in order. The first error cancels the others (their cleanups run) and is raised.]],
   example = [[local a, b = parallel(function() return rpc(src, "KMS.GetMeta") end,
                        function() return rpc(dst, "KMS.GetMeta") end)]],
-  fn = task.parallel,
+  fn = function(...)
+    run()
+    return task.parallel(...)
+  end,
 }
 
 M.sleep = api.define {
@@ -280,7 +291,10 @@ M.sleep = api.define {
   args = { { "seconds", "number" } },
   doc = [[Waits; other tasks keep running. Prefer `wait_ready` to sleeping for readiness.]],
   example = [[sleep(0.5)]],
-  fn = time.sleep,
+  fn = function(seconds)
+    run()
+    return time.sleep(seconds)
+  end,
 }
 
 M.step = api.define {
@@ -292,6 +306,7 @@ M.step = api.define {
   expect_ok(rpc(dst, "Onboard.Onboard", { source_url = source_url(src), domain = var.dst_domain }))
 end, { timeout = 120 })]],
   fn = function(name, fn, opts)
+    run()
     return steps.run(name, function()
       if opts and opts.timeout then return run():guard(opts.timeout, "step '" .. name .. "'", fn) end
       return fn()
@@ -306,8 +321,11 @@ M.log = api.define {
   doc = [[Prints a line (string.format) to the terminal and records it in the report of the current case.]],
   example = [[log("src MR %s", src.attestation.mr_aggregated)]],
   fn = function(fmt, ...)
-    local msg = string.format(fmt, ...)
-    run():note(msg)
+    local r = run()
+    local ok, msg = pcall(string.format, fmt, ...)
+    -- A bad format is the runbook's mistake: report it at its line.
+    if not ok then api.usage_error("log: " .. tostring(msg):gsub("^bad argument #%d+ to 'format' ", "")) end
+    r:note(msg)
   end,
 }
 

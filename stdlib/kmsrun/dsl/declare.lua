@@ -5,6 +5,25 @@ local api = require "kmsrun.api"
 
 local M = {}
 
+-- Option values of the wrong type are usage errors at the runbook's line, not a
+-- crash deep in the stdlib later (found by tests/fuzz/fuzz_runbook).
+local function want(fn, field, v, kind)
+  local ok
+  if v == nil then return end
+  if kind == "list of strings" then
+    ok = type(v) == "table"
+    if ok then for _, x in pairs(v) do if type(x) ~= "string" then ok = false end end end
+  elseif kind == "positive number" then
+    ok = type(v) == "number" and v > 0
+  else
+    ok = type(v) == kind
+  end
+  if not ok then
+    api.usage_error(string.format("%s: %s must be a %s, got %s", fn, field, kind,
+      type(v) == "string" and string.format("%q", v) or type(v)))
+  end
+end
+
 --- A fresh declaration collector for one runbook.
 function M.new()
   local spec = { header = nil, auths = {}, kmss = {}, cases = {}, setup = nil, teardown = nil, names = {} }
@@ -31,6 +50,12 @@ function M.new()
 }]],
     fn = function(h)
       if spec.header then api.usage_error("runbook: declared twice") end
+      want("runbook", "description", h.description, "string")
+      want("runbook", "name", h.name, "string")
+      want("runbook", "tags", h.tags, "list of strings")
+      want("runbook", "vars", h.vars, "table")
+      want("runbook", "requires", h.requires, "table")
+      if h.requires then want("runbook", "requires.targets", h.requires.targets, "list of strings") end
       for name, v in pairs(h.vars or {}) do
         if type(v) ~= "table" then api.usage_error("runbook: vars." .. name .. " must be a table {default=, help=}") end
         for k in pairs(v) do
@@ -51,6 +76,11 @@ function M.new()
     example = [[local auth_src = auth_server("auth-src")]],
     fn = function(name, opts)
       unique_name("auth_server", name)
+      if opts then
+        want("auth_server", "opts.url", opts.url, "string")
+        want("auth_server", "opts.config_path", opts.config_path, "string")
+        want("auth_server", "opts.policy", opts.policy, "table")
+      end
       local h = { __kind = "auth", name = name, spec = opts or {}, declared_at = api.runbook_location() }
       spec.auths[#spec.auths + 1] = h
       return h
@@ -68,6 +98,8 @@ function M.new()
       if type(opts.auth) ~= "table" or opts.auth.__kind ~= "auth" then
         api.usage_error("kms: opts.auth must be an auth_server handle")
       end
+      want("kms", "opts.attestation", opts.attestation, "boolean")
+      want("kms", "opts.image", opts.image, "string")
       local h = { __kind = "kms", name = name, spec = opts, auth = opts.auth, mode = "onboard", deployed = false,
         declared_at = api.runbook_location() }
       spec.kmss[#spec.kmss + 1] = h
@@ -110,6 +142,9 @@ end)]],
       for k in pairs(opts) do
         if not ({ needs = 1, tags = 1, timeout = 1 })[k] then api.usage_error("case: unknown option '" .. tostring(k) .. "'") end
       end
+      want("case", "opts.needs", opts.needs, "list of strings")
+      want("case", "opts.tags", opts.tags, "list of strings")
+      want("case", "opts.timeout", opts.timeout, "positive number")
       for _, c in ipairs(spec.cases) do
         if c.name == name then api.usage_error(string.format("case: a case named %q already exists", name)) end
       end
