@@ -56,7 +56,31 @@ function M.runbook_location()
   return nil
 end
 
+-- A spec ending with {variadic}, {options} takes "values..., [opts]": a trailing
+-- plain table (not a handle) is the options table.
+function M.split_trailing_options(rec, args)
+  local specs = rec.args or {}
+  local n = #specs
+  if n >= 2 and specs[n - 1].variadic and specs[n].options then
+    local last = args[args.n]
+    if args.n > 0 and type(last) == "table" and last.__kind == nil then
+      return table.pack(table.unpack(args, 1, args.n - 1)), last
+    end
+    return args, nil
+  end
+  return args, false
+end
+
+local check_options
+
 local function check_args(rec, args)
+  local values, opts = M.split_trailing_options(rec, args)
+  if opts ~= false then
+    local specs = rec.args
+    if opts then check_options(rec, specs[#specs].options, opts) end
+    local variadic_only = { name = rec.name, args = { table.unpack(specs, 1, #specs - 1) } }
+    args, rec = values, variadic_only
+  end
   for i, spec in ipairs(rec.args or {}) do
     local name, tspec = spec[1], spec[2]
     local v = args[i]
@@ -76,18 +100,20 @@ local function check_args(rec, args)
         end
       end
     end
-    if spec.options and type(v) == "table" and v.__kind == nil then
-      for k in pairs(v) do
-        if not spec.options[k] then
-          local best, best_d
-          for known in pairs(spec.options) do
-            local d = M.distance(k, known)
-            if d <= 2 and (not best_d or d < best_d) then best, best_d = known, d end
-          end
-          M.usage_error(string.format("%s: unknown option '%s'%s", rec.name, tostring(k),
-            best and (" (did you mean '" .. best .. "'?)") or ""))
-        end
+    if spec.options and type(v) == "table" and v.__kind == nil then check_options(rec, spec.options, v) end
+  end
+end
+
+check_options = function(rec, known_set, opts)
+  for k in pairs(opts) do
+    if not known_set[k] then
+      local best, best_d
+      for known in pairs(known_set) do
+        local d = M.distance(k, known)
+        if d <= 2 and (not best_d or d < best_d) then best, best_d = known, d end
       end
+      M.usage_error(string.format("%s: unknown option '%s'%s", rec.name, tostring(k),
+        best and (" (did you mean '" .. best .. "'?)") or ""))
     end
   end
 end

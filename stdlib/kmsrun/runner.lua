@@ -360,44 +360,9 @@ local function run_block(self, block, kind)
   return block.status
 end
 
+-- The same selection `kmsrun plan --case` shows (check/cases.lua).
 local function select_cases(self)
-  local all = self.runbook.cases
-  local want = {}
-  local selectors = self.opts.cases or {}
-  local tags = self.opts.tags or {}
-  if #selectors == 0 and #tags == 0 then
-    for _, c in ipairs(all) do want[c] = true end
-  else
-    for _, sel in ipairs(selectors) do
-      local matched = false
-      for _, c in ipairs(all) do
-        if tostring(c.id) == sel or c.name == sel or c.name:lower():find(sel:lower(), 1, true) then want[c] = true; matched = true end
-      end
-      if not matched then return nil, "no case matches --case " .. sel end
-    end
-    for _, tag in ipairs(tags) do
-      for _, c in ipairs(all) do
-        for _, t in ipairs(c.tags) do if t == tag then want[c] = true end end
-      end
-    end
-    -- Cases a selected case builds on come along.
-    local changed = true
-    while changed do
-      changed = false
-      for _, c in ipairs(all) do
-        if want[c] then
-          for _, need in ipairs(c.needs) do
-            for _, d in ipairs(all) do
-              if d.name == need and not want[d] then want[d] = true; changed = true end
-            end
-          end
-        end
-      end
-    end
-  end
-  local list = {}
-  for _, c in ipairs(all) do if want[c] then list[#list + 1] = c end end
-  return list
+  return require("kmsrun.check.cases").select(self.runbook.cases, self.opts.cases or {}, self.opts.tags or {})
 end
 
 --- Counts the selected cases by outcome (a case not run yet counts as skipped).

@@ -19,7 +19,6 @@ local M = {}
 
 -- wait_ready's trailing options table. actions.lua checks these by hand: the
 -- spec cannot yet say "handles, then an options table" (see the report).
-local WAIT_OPTIONS = { "timeout", "interval", "backoff", "max_interval" }
 
 -- Actions that need no run and work while the runbook loads: deny_all() builds
 -- an auth server's initial policy, secret() marks a value.
@@ -153,19 +152,7 @@ function M.new(ctx)
       shown[#shown + 1] = h.name .. " (" .. (s and s.mode or "not deployed") .. ")"
     end
     record("wait_ready " .. table.concat(shown, ", ") .. (o and (" " .. show(o)) or ""))
-  end, { check = function(rec, a)
-    local args, o = split_options(a)
-    for k in pairs(o or {}) do
-      local known = false
-      for _, n in ipairs(WAIT_OPTIONS) do if n == k then known = true end end
-      if not known then
-        local best = api.suggest(tostring(k), WAIT_OPTIONS)
-        api.usage_error(string.format("wait_ready: unknown option '%s'%s", tostring(k),
-          best and (" (did you mean '" .. best .. "'?)") or ""))
-      end
-    end
-    api.check_args(rec, args)
-  end })
+  end)
 
   define("capture_attestation", function(a)
     local hs = list(a)

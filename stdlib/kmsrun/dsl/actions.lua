@@ -111,27 +111,18 @@ end
 M.wait_ready = api.define {
   name = "wait_ready", group = "topology",
   signature = "wait_ready(kms, ..., [opts])", returns = "nothing",
-  args = { { "kms", "kms", variadic = true } },
+  args = { { "kms", "kms", variadic = true },
+    { "opts", "table?", options = { timeout = true, interval = true, backoff = true, max_interval = true } } },
   doc = [[Waits until every given KMS answers on its real endpoint — never a VM status: in onboard mode `Onboard.GetAttestationInfo` (`GET /health` for an instance deployed with `attestation = false`, which cannot attest), after `finish` `KMS.GetMeta` over TLS; only an HTTP 200 counts. Polls with backoff and shows progress. A trailing options table may set `timeout` (seconds, default from the target: 30 on sim, 600 on vmm), `interval` (first delay, default 0.01), `backoff` (factor, default 1.5) and `max_interval` (default 2). On timeout the step fails with the last answer and the tail of the instance's log.]],
   example = [[wait_ready(src, dst)
 wait_ready(src, { timeout = 900 })]],
   fn = function(...)
-    local args = table.pack(...)
-    local opts = {}
-    if type(args[args.n]) == "table" and args[args.n].__kind == nil then
-      opts = args[args.n]
-      args.n = args.n - 1
-      for k in pairs(opts) do
-        if not ({ timeout = 1, interval = 1, backoff = 1, max_interval = 1 })[k] then
-          api.usage_error("wait_ready: unknown option '" .. tostring(k) .. "'")
-        end
-      end
-    end
+    -- Types and option names were checked against the spec above.
+    local args, opts = api.split_trailing_options(api.functions.wait_ready, table.pack(...))
+    opts = opts or {}
+    if args.n == 0 then api.usage_error("wait_ready: give at least one kms handle") end
     local hs = {}
     for i = 1, args.n do
-      if type(args[i]) ~= "table" or args[i].__kind ~= "kms" then
-        api.usage_error(string.format("wait_ready: argument #%d must be a kms handle, got %s", i, type(args[i])))
-      end
       require_deployed(args[i], "wait_ready")
       hs[#hs + 1] = args[i]
     end
@@ -154,21 +145,6 @@ wait_ready(src, { timeout = 900 })]],
     end)
   end,
 }
-
--- The spec cannot say "handles, then an options table": api.define's check would
--- reject the documented wait_ready(kms, { timeout = ... }). Check the handles
--- against the spec without the trailing options table (fn checks the options).
-do
-  local rec = api.functions.wait_ready
-  M.wait_ready = function(...)
-    local a = table.pack(...)
-    local last = a[a.n]
-    if a.n > 0 and type(last) == "table" and last.__kind == nil then a = table.pack(table.unpack(a, 1, a.n - 1)) end
-    api.check_args(rec, a)
-    return rec.fn(...)
-  end
-  rec.checked = M.wait_ready
-end
 
 M.capture_attestation = api.define {
   name = "capture_attestation", group = "topology",
