@@ -89,8 +89,17 @@ function M.run(name, fn, ...)
     -- Without a status the error is already shown as "failed: <error>".
     body = tostring(body or (last.status and last.error) or "")
     if #body > 300 then body = body:sub(1, 300) .. "…" end
-    step.last_rpc = string.format("%s %s -> %s %s", last.kms or "?", last.method or "?",
+    local request = last.request
+    if type(request) == "table" then request = require("kmsrun.json").encode(request) end
+    step.last_rpc = string.format("%s %s %s -> %s %s", last.kms or "?", last.method or "?",
+      request and tostring(request) or "{}",
       last.status and ("HTTP " .. last.status) or ("failed: " .. tostring(last.error)), body)
+    -- The tail of the log of the instance that answered, unless the step has one.
+    if not step.detail then
+      for _, h in ipairs(ctx.run.runbook.kmss or {}) do
+        if h.name == last.kms then step.detail = ctx.run:log_tail(h) end
+      end
+    end
   end
   -- What the step saw may hold a secret tainted meanwhile (the terminal is not scrubbed).
   local scrub = require("kmsrun.redact").scrub
