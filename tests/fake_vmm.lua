@@ -425,12 +425,7 @@ end
 io.stdout:write("listening on ", srv:url(), "\n")
 io.stdout:flush()
 
-local me, stop = coroutine.running(), nil
-core.on_signal(function(name)
-  stop = name
-  core.wake(me)
-end)
-while not stop do core.suspend("fake-vmm: until SIGTERM or SIGINT") end
+local stop = require("kmsrun.task").wait_for_signal("fake-vmm: until SIGTERM or SIGINT")
 srv:close()
 for _, id in ipairs(order) do stop_emulator(vms[id]) end
 fs.remove(work)

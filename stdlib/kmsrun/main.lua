@@ -28,17 +28,7 @@ local function run_in_task(fn, ...)
   return type(code) == "number" and code or 0
 end
 
-local function load_target(name)
-  if not name:match("^[%w_]+$") then return nil, "unknown target '" .. name .. "'" end
-  local ok, t = pcall(require, "kmsrun.targets." .. name)
-  if not ok then
-    if tostring(t):find("module 'kmsrun.targets." .. name .. "' not found", 1, true) then
-      return nil, "unknown target '" .. name .. "' (targets: sim, local, vmm)"
-    end
-    return nil, tostring(t)
-  end
-  return t
-end
+local load_target = require("kmsrun.targets").load
 
 local function show_runbook_help(spec, target)
   local h = spec.header

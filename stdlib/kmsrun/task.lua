@@ -92,6 +92,18 @@ function M.is_cancelled(err)
   return err == "cancelled" or (type(err) == "string" and err:match(": cancelled$") ~= nil)
 end
 
+--- For long-running services: waits until SIGTERM or SIGINT (returns its name),
+-- or until done() is true after the task was woken (returns nil).
+function M.wait_for_signal(what, done)
+  local me, got = coroutine.running(), nil
+  core.on_signal(function(name)
+    got = name
+    core.wake(me)
+  end)
+  while not got and not (done and done()) do core.suspend(what or "until SIGTERM or SIGINT") end
+  return got
+end
+
 --- Runs the functions concurrently and returns the first result of each, in order.
 -- The first error cancels the others (waiting for them to unwind) and is re-raised.
 function M.parallel(...)

@@ -14,17 +14,7 @@ local lexer = require "kmsrun.check.lexer"
 
 local M = {}
 
-local function load_target(name)
-  if not name:match("^[%w_]+$") then return nil, "unknown target '" .. name .. "'" end
-  local ok, t = pcall(require, "kmsrun.targets." .. name)
-  if not ok then
-    if tostring(t):find("module 'kmsrun.targets." .. name .. "' not found", 1, true) then
-      return nil, "unknown target '" .. name .. "' (targets: sim, local, vmm)"
-    end
-    return nil, tostring(t)
-  end
-  return t
-end
+local load_target = require("kmsrun.targets").load
 
 -- The line declaring variable `name` in the header: the first `name =` from the
 -- runbook{} call on (the header is a table constructor, not a statement list).

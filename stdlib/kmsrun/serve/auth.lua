@@ -1,6 +1,5 @@
 -- `kmsrun serve auth`: the auth server as a standalone process, a drop-in for
 -- auth-simple (same environment variables, same policy file, same answers).
-local core = require "kmsrun.core"
 local auth = require "kmsrun.auth.server"
 
 local USAGE = [[usage: kmsrun serve auth [--config FILE] [--port N] [--host H] [--log FILE]
@@ -81,12 +80,7 @@ return function(args)
   io.stdout:write(string.format("listening on http://%s:%d\n", host, srv.port))
   io.stdout:flush()
 
-  local me, stop = coroutine.running(), nil
-  core.on_signal(function(name)
-    stop = name
-    core.wake(me)
-  end)
-  while not stop do core.suspend("serve auth: until SIGTERM or SIGINT") end
+  require("kmsrun.task").wait_for_signal("serve auth: until SIGTERM or SIGINT")
   srv:close()
   return 0
 end

@@ -83,18 +83,14 @@ return function(args)
     io.stdout:flush()
   end
 
-  local me, stop = coroutine.running(), nil
+  local me = coroutine.running()
   opts.on_exit = function() core.wake(me) end
   local h, serr = sim.start(opts)
   if not h then
     io.stderr:write("Error: ", tostring(serr), "\n")
     return 1
   end
-  core.on_signal(function(name)
-    stop = name
-    core.wake(me)
-  end)
-  while not stop and h.mode ~= "exited" do core.suspend("kms-sim: until SIGTERM or SIGINT") end
+  require("kmsrun.task").wait_for_signal("kms-sim: until SIGTERM or SIGINT", function() return h.mode == "exited" end)
   if h.mode == "exited" then
     io.stderr:write("Error: ", tostring(h.exit_error), "\n")
     return h.exit_code or 1
