@@ -66,6 +66,7 @@ end
 local function xml_escape(s)
   s = tostring(s or "")
   s = s:gsub("[%z\1-\8\11\12\14-\31]", "") -- not allowed in XML 1.0
+  if not utf8.len(s) then s = s:gsub("[\128-\255]", "?") end -- raw bytes from a broken response
   return (s:gsub("[&<>\"']", { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;", ["'"] = "&apos;" }))
 end
 

@@ -129,7 +129,9 @@ wait_ready(src, { timeout = 900 })]],
     local r = run()
     local defaults = r.target.wait_defaults or {}
     local o = {
-      timeout = math.min(opts.timeout or defaults.timeout or 30, math.max(0, r:time_left())),
+      -- 1 s past an enclosing deadline, so that deadline's guard wins and the
+      -- step is reported as a timeout naming what it waited for.
+      timeout = math.min(opts.timeout or defaults.timeout or 30, math.max(0, r:time_left() + 1)),
       interval = opts.interval or defaults.interval or 0.01,
       backoff = opts.backoff or 1.5,
       max_interval = opts.max_interval or defaults.max_interval or 2,

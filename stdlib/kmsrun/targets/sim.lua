@@ -28,8 +28,9 @@ local function tail(path, n)
 end
 
 -- Waits for the emulator's "listening on <scheme>://host:port" line (the n-th one).
-local function listening(h, scheme, nth)
-  local deadline = time.now() + LISTEN_TIMEOUT
+local function listening(run, h, scheme, nth)
+  -- An enclosing deadline (case, run) cuts the wait short; its guard reports it.
+  local deadline = time.now() + math.min(LISTEN_TIMEOUT, run:time_left() + 1)
   while true do
     local seen = 0
     for url in (fs.read(h.stdout_path) or ""):gmatch("listening on (" .. scheme .. "://[%w%.%-:%[%]]+)") do
@@ -87,7 +88,7 @@ function T.deploy(run, h)
   if not p then return nil, perr end
   h.process = p
   run:defer("stop " .. h.name .. " (" .. tostring(p) .. ")", function() p:kill(2) end, { kind = "process", pid = p.pid })
-  local url, lerr = listening(h, "http", 1)
+  local url, lerr = listening(run, h, "http", 1)
   if not url then return nil, lerr end
   h.onboard_url = url
   h.runtime_url = url:gsub("^http:", "https:")
@@ -97,7 +98,7 @@ end
 
 -- After /finish the emulator switches to TLS; it announces the runtime listener.
 function T.runtime_ready(run, h)
-  local url, err = listening(h, "https", 1)
+  local url, err = listening(run, h, "https", 1)
   if not url then return nil, err end
   h.runtime_url = url
   h.guest.runtime_url = url
