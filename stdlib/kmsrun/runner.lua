@@ -266,7 +266,8 @@ end
 local function sha256_hex(s) return crypto.hex(crypto.sha256(s)) end
 
 function Run:set_policy(auth, policy)
-  local text = json.encode(policy.config, { pretty = true }) .. "\n"
+  local pretty = json.encode(policy.config, { pretty = true }) .. "\n"
+  local text = pretty
   local version, sha
   if auth.server then
     local err
@@ -295,13 +296,10 @@ function Run:set_policy(auth, policy)
   end
   local prev = self.policy_versions[auth.name]
   self.policy_versions[auth.name] = { version = version, sha256 = sha, description = policy.description }
-  self.policy_snapshots = self.policy_snapshots or {}
-  self.policy_snapshots[#self.policy_snapshots + 1] = true
-  local file = string.format("policies/%03d-%s-v%d.json", #self.policy_snapshots, auth.name, version)
+  self.policy_count = (self.policy_count or 0) + 1
+  local file = string.format("policies/%03d-%s-v%d.json", self.policy_count, auth.name, version)
   self.evidence:write(file, text)
   -- The diff compares pretty-printed forms so a changed list entry is one line.
-  self.policy_texts = self.policy_texts or {}
-  local pretty = json.encode(policy.config, { pretty = true }) .. "\n"
   local diff = require("kmsrun.linediff").unified(self.policy_texts[auth.name] or "", pretty,
     (prev and prev.description or "initial"), policy.description)
   self.policy_texts[auth.name] = pretty
