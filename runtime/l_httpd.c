@@ -421,27 +421,16 @@ static const kr_func funcs[] = {
 
 static const kr_module module = {"kmsrun.httpd", "low-level HTTP/HTTPS server (see kmsrun.server)", funcs};
 
+static const luaL_Reg server_meta[] = {
+    {"__index", server_index}, {"__tostring", server_tostring}, {"__gc", server_gc}, {"__close", server_gc}, {NULL, NULL}};
+static const luaL_Reg request_meta[] = {
+    {"__index", request_index}, {"__tostring", request_tostring}, {"__gc", request_gc}, {NULL, NULL}};
+
 int luaopen_kmsrun_httpd(lua_State *L)
 {
-    if (luaL_newmetatable(L, SERVER_MT)) {
-        lua_pushcfunction(L, server_index);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, server_tostring);
-        lua_setfield(L, -2, "__tostring");
-        lua_pushcfunction(L, server_gc);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, server_gc);
-        lua_setfield(L, -2, "__close");
-    }
+    if (luaL_newmetatable(L, SERVER_MT)) luaL_setfuncs(L, server_meta, 0);
     lua_pop(L, 1);
-    if (luaL_newmetatable(L, REQUEST_MT)) {
-        lua_pushcfunction(L, request_index);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, request_tostring);
-        lua_setfield(L, -2, "__tostring");
-        lua_pushcfunction(L, request_gc);
-        lua_setfield(L, -2, "__gc");
-    }
+    if (luaL_newmetatable(L, REQUEST_MT)) luaL_setfuncs(L, request_meta, 0);
     lua_pop(L, 1);
     kr_newmodule(L, &module);
     return 1;

@@ -322,6 +322,11 @@ static const kr_func methods[] = {
 static const kr_module module = {"kmsrun.proc", "child processes", funcs};
 static const kr_module process_methods = {"kmsrun.process", "process handle methods", methods};
 
+static const luaL_Reg process_meta[] = {
+    {"__index", l_index}, {"__tostring", l_tostring}, {"__gc", l_gc}, {"__close", l_close}, {"close", l_close},
+    {NULL, NULL}};
+
+/* The handle's metatable holds its documented methods (from kmsrun.process) and metamethods. */
 int luaopen_kmsrun_proc(lua_State *L)
 {
     if (luaL_newmetatable(L, PROC_MT)) {
@@ -333,16 +338,7 @@ int luaopen_kmsrun_proc(lua_State *L)
             lua_settable(L, -5);
         }
         lua_pop(L, 1);
-        lua_pushcfunction(L, l_index);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, l_tostring);
-        lua_setfield(L, -2, "__tostring");
-        lua_pushcfunction(L, l_gc);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, l_close);
-        lua_setfield(L, -2, "__close");
-        lua_pushcfunction(L, l_close);
-        lua_setfield(L, -2, "close");
+        luaL_setfuncs(L, process_meta, 0);
     }
     lua_pop(L, 1);
     kr_newmodule(L, &module);

@@ -517,10 +517,11 @@ function S.struct(name, fields)
 end
 
 --- Decodes text as one value of the schema; returns the table or nil, serde error text.
-function S.decode(text, schema)
+-- Runs parse(st) over the whole text: its value, or nil and the serde error text.
+local function decode_whole(text, parse)
   local st = { s = text, i = 1 }
   local ok, v = pcall(function()
-    local out = S._decode_struct(st, schema)
+    local out = parse(st)
     if skip_ws(st) ~= nil then err_peek(st, "trailing characters") end
     return out
   end)
@@ -529,17 +530,13 @@ function S.decode(text, schema)
   error(v, 0)
 end
 
+function S.decode(text, schema)
+  return decode_whole(text, function(st) return S._decode_struct(st, schema) end)
+end
+
 --- Decodes any JSON document; returns the value (S.null for null) or nil, serde error text.
 function S.decode_any(text)
-  local st = { s = text, i = 1 }
-  local ok, v = pcall(function()
-    local out = parse_any(st, 0)
-    if skip_ws(st) ~= nil then err_peek(st, "trailing characters") end
-    return out
-  end)
-  if ok then return v end
-  if getmetatable(v) == Err then return nil, v.msg end
-  error(v, 0)
+  return decode_whole(text, function(st) return parse_any(st, 0) end)
 end
 
 --- Hex-decodes like prpc's bytes fields (without position); returns bytes or nil, message.
