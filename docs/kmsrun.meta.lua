@@ -110,7 +110,7 @@ function log(format) end
 ---@param value any
 function save(name, value) end
 
----Marks a value as secret: it is replaced by a `[REDACTED sha256:…]` marker in every transcript, report, log and archive (also its hex and base64 forms). Private keys returned by RPCs are marked automatically.
+---Marks a value as secret: it is replaced by a `[REDACTED sha256:…]` marker in every transcript, report, log and archive (also its hex and base64 forms). Private keys returned by RPCs are marked automatically. Values shorter than 4 bytes are refused: they cannot be scrubbed without mangling ordinary text.
 ---@param value string
 function secret(value) end
 

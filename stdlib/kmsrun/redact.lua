@@ -25,13 +25,17 @@ function M.marker(value)
   return MARKER_PREFIX .. crypto.hex(crypto.sha256(value)) .. "]"
 end
 
+-- Shorter values cannot be scrubbed without mangling ordinary text; `secret()`
+-- refuses them rather than pretend.
+M.MIN_LENGTH = 4
+
 local function add_form(forms, s)
-  if s and #s >= 8 then forms[#forms + 1] = s end
+  if s and #s >= M.MIN_LENGTH then forms[#forms + 1] = s end
 end
 
 --- Taints value: from now on every sink replaces it by its marker.
 function M.add(value)
-  if type(value) ~= "string" or #value < 8 or known[value] then return end
+  if type(value) ~= "string" or #value < M.MIN_LENGTH or known[value] then return end
   -- Text every marker holds ("REDACTED", "sha256:"...) is no secret: scrubbing it
   -- would only mangle the markers.
   if MARKER_PREFIX:find(value, 1, true) then return end

@@ -32,6 +32,9 @@ else
   not_ok "report written" "$(cat "$WORK/o2/report.json" 2>/dev/null | head -40)"
 fi
 
+run "a secret too short to scrub is refused" 2 "$KMSRUN" --out "$WORK/o3" "$SRC/tests/runbooks/short_secret.lua"
+expect_output "says why, at the runbook line" "short_secret.lua:3: secret: a value shorter than 4 bytes cannot be kept out of the evidence"
+
 run "unknown variable" 2 "$KMSRUN" --var nope=1 "$SRC/runbooks/self_auth.lua"
 expect_output "names the variable" "unknown variable 'nope'"
 

@@ -325,9 +325,15 @@ M.secret = api.define {
   name = "secret", group = "evidence",
   signature = "secret(value)", returns = "value",
   args = { { "value", "string" } },
-  doc = [[Marks a value as secret: it is replaced by a `[REDACTED sha256:…]` marker in every transcript, report, log and archive (also its hex and base64 forms). Private keys returned by RPCs are marked automatically.]],
+  doc = [[Marks a value as secret: it is replaced by a `[REDACTED sha256:…]` marker in every transcript, report, log and archive (also its hex and base64 forms). Private keys returned by RPCs are marked automatically. Values shorter than 4 bytes are refused: they cannot be scrubbed without mangling ordinary text.]],
   example = [[local token = secret(var.vmm_token)]],
-  fn = function(value) redact.add(value) return value end,
+  fn = function(value)
+    if #value < redact.MIN_LENGTH then
+      api.usage_error(string.format("secret: a value shorter than %d bytes cannot be kept out of the evidence", redact.MIN_LENGTH))
+    end
+    redact.add(value)
+    return value
+  end,
 }
 
 M.archive = api.define {
