@@ -394,25 +394,32 @@ function Run:write_outputs()
   return path
 end
 
---- Runs everything; returns the exit code.
-function Run:execute()
+-- Phases of a run --------------------------------------------------------------
+
+-- Opens the output directory and selects the cases; nil and an exit code if it cannot.
+function Run:prepare()
   local out_dir = self.opts.out or string.format("kmsrun-out/%s-%s",
     self.runbook.path:match("([^/]+)%.lua$") or "runbook", os.date("%Y%m%d-%H%M%S"))
   if not self.opts.out and fs.exists(out_dir) then out_dir = out_dir .. "-" .. crypto.hex(crypto.random(2)) end
   local ev, err = evidence.open(out_dir)
   if not ev then
     io.stderr:write("kmsrun: cannot create the output directory: ", tostring(err), "\n")
-    return exit_codes.USAGE
+    return nil, exit_codes.USAGE
   end
   self.evidence = ev
   local cases, serr = select_cases(self)
   if not cases then
     io.stderr:write("kmsrun: ", serr, "\n")
-    return exit_codes.USAGE
+    return nil, exit_codes.USAGE
   end
   self.selected_cases = cases
   for _, c in ipairs(cases) do c.status, c.steps = nil, {} end
+  return out_dir
+end
 
+-- First SIGINT/SIGTERM: cancel the running block, then clean up and report.
+-- Second: stop now (the host still kills every child).
+function Run:handle_signals()
   core.on_signal(function(name)
     if self.interrupted then
       io.stderr:write("\nkmsrun: second ", name, ": stopping now; processes are killed, no further cleanup\n")
@@ -424,11 +431,10 @@ function Run:execute()
     io.stderr:write("\nkmsrun: ", name, " received: cancelling, cleaning up and writing the report (again to force)\n")
     if self.current_task then self.current_task:cancel() end
   end)
+end
 
-  self.console:banner(self)
-  events.emit("run_start", { runbook = self.runbook.path, target = self.target.name, output = out_dir })
-
-  -- Auth servers first: KMS configs point at them.
+-- Auth servers first: KMS configs point at them. Returns whether they all started.
+function Run:start_auth_servers()
   local ok, aerr = pcall(function()
     for _, auth in ipairs(self.runbook.auths) do self:start_auth(auth) end
   end)
@@ -436,19 +442,23 @@ function Run:execute()
     self.error = tostring(aerr)
     self.infra_error = true
   end
+  return ok
+end
 
-  local stop = not ok
-  if not stop and self.runbook.setup and not self.interrupted then
-    self.setup_case = self.runbook.setup
-    self.console:section("setup: " .. self.setup_case.name)
-    local status = run_block(self, self.setup_case, "setup")
-    if status ~= "passed" then
-      stop = true
-      self.error = "setup failed: " .. tostring(self.setup_case.error)
-      if status == "failed" then self.infra_error = true end
-    end
-  end
+-- Setup, if declared; returns true if the cases may run.
+function Run:run_setup()
+  if not self.runbook.setup or self.interrupted then return true end
+  self.setup_case = self.runbook.setup
+  self.console:section("setup: " .. self.setup_case.name)
+  local status = run_block(self, self.setup_case, "setup")
+  if status == "passed" then return true end
+  self.error = "setup failed: " .. tostring(self.setup_case.error)
+  if status == "failed" then self.infra_error = true end
+  return false
+end
 
+-- The selected cases in order; the first failure stops the rest unless --keep-going.
+function Run:run_cases(cases, stop)
   for i, c in ipairs(cases) do
     if not stop and self.run_deadline and time.now() >= self.run_deadline then
       stop = true
@@ -470,7 +480,10 @@ function Run:execute()
       if c.status == "error" and self.usage_error then stop = true end
     end
   end
+end
 
+-- Teardown, cleanups, the exit code, report and archive, the leak scan.
+function Run:finish()
   if self.runbook.teardown and not self.forced then
     self.console:section("teardown")
     local td = self.runbook.teardown
@@ -495,7 +508,7 @@ function Run:execute()
   self.status = exit_codes.status(code)
 
   self:write_outputs()
-  local leak = ev:leak_scan()
+  local leak = self.evidence:leak_scan()
   if leak then
     io.stderr:write("kmsrun: a secret reached the output directory (", leak, "); failing the run\n")
     self.exit_code, self.status = exit_codes.SECRET_LEAK, exit_codes.status(exit_codes.SECRET_LEAK)
@@ -505,6 +518,18 @@ function Run:execute()
     skipped = counts.skipped, error = self.error })
   self.console:summary(self, counts)
   return code
+end
+
+--- Runs everything; returns the exit code.
+function Run:execute()
+  local out_dir, code = self:prepare()
+  if not out_dir then return code end
+  self:handle_signals()
+  self.console:banner(self)
+  events.emit("run_start", { runbook = self.runbook.path, target = self.target.name, output = out_dir })
+  local ready = self:start_auth_servers() and self:run_setup()
+  self:run_cases(self.selected_cases, not ready)
+  return self:finish()
 end
 
 return M
