@@ -117,6 +117,52 @@ int kr_fs_mkdir_p(const char *path, mode_t mode, char *err, size_t errlen)
     return 0;
 }
 
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void kr_fs_free_names(char **names, size_t count)
+{
+    for (size_t i = 0; i < count; i++) free(names[i]);
+    free(names);
+}
+
+int kr_fs_list_sorted(const char *path, char ***names_out, size_t *count, char *err, size_t errlen)
+{
+    DIR *d = opendir(path);
+    if (!d) return fail(err, errlen, "cannot open directory", path);
+    size_t n = 0, cap = 16;
+    char **names = malloc(cap * sizeof *names);
+    if (!names) {
+        closedir(d);
+        errno = ENOMEM;
+        return fail(err, errlen, "cannot list directory", path);
+    }
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        if (n == cap) {
+            char **bigger = realloc(names, (cap *= 2) * sizeof *names);
+            if (!bigger) break;
+            names = bigger;
+        }
+        if (!(names[n] = strdup(e->d_name))) break;
+        n++;
+    }
+    int failed = e != NULL; /* stopped early: out of memory */
+    closedir(d);
+    if (failed) {
+        kr_fs_free_names(names, n);
+        errno = ENOMEM;
+        return fail(err, errlen, "cannot list directory", path);
+    }
+    qsort(names, n, sizeof *names, cmp_names);
+    *names_out = names;
+    *count = n;
+    return 0;
+}
+
 int kr_fs_remove_tree(const char *path, char *err, size_t errlen)
 {
     struct stat st;

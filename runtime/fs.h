@@ -16,6 +16,11 @@ int kr_fs_append(const char *path, const void *data, size_t len, mode_t mode, in
 /* mkdir -p; existing directories are left as they are. */
 int kr_fs_mkdir_p(const char *path, mode_t mode, char *err, size_t errlen);
 
+/* The names in a directory (without . and ..), sorted; *names is a malloc'd
+ * array of malloc'd strings, freed with kr_fs_free_names. */
+int kr_fs_list_sorted(const char *path, char ***names, size_t *count, char *err, size_t errlen);
+void kr_fs_free_names(char **names, size_t count);
+
 /* rm -r (no error if path does not exist). */
 int kr_fs_remove_tree(const char *path, char *err, size_t errlen);
 

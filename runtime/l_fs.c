@@ -121,33 +121,19 @@ static int l_stat(lua_State *L)
     return 1;
 }
 
-static int cmp_names(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static int l_list(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
-    DIR *d = opendir(path);
-    if (!d) return kr_fail(L, errno_code(errno), "fs.list: '%s': %s", path, strerror(errno));
-    size_t n = 0, cap = 16;
-    char **names = malloc(cap * sizeof *names);
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-        if (n == cap) names = realloc(names, (cap *= 2) * sizeof *names);
-        names[n++] = strdup(e->d_name);
-    }
-    closedir(d);
-    qsort(names, n, sizeof *names, cmp_names);
+    char **names, err[512];
+    size_t n;
+    if (kr_fs_list_sorted(path, &names, &n, err, sizeof err) != 0)
+        return kr_fail(L, errno_code(errno), "fs.list: %s", err);
     lua_createtable(L, (int)n, 0);
     for (size_t i = 0; i < n; i++) {
         lua_pushstring(L, names[i]);
         lua_rawseti(L, -2, (lua_Integer)i + 1);
-        free(names[i]);
     }
-    free(names);
+    kr_fs_free_names(names, n);
     return 1;
 }
 

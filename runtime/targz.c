@@ -1,4 +1,5 @@
 #include "targz.h"
+#include "fs.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -10,11 +11,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static int cmp_names(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
 
 static int add_file(struct archive *a, const char *path, const char *name, const struct stat *st, char *err, size_t errlen)
 {
@@ -56,21 +52,9 @@ static int add_tree(struct archive *a, const char *dir, const char *rel, const c
 {
     char path[4096];
     snprintf(path, sizeof path, "%s%s%s", dir, *rel ? "/" : "", rel);
-    DIR *d = opendir(path);
-    if (!d) {
-        snprintf(err, errlen, "cannot open directory '%s': %s", path, strerror(errno));
-        return -1;
-    }
-    size_t n = 0, cap = 16;
-    char **names = malloc(cap * sizeof *names);
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
-        if (n == cap) names = realloc(names, (cap *= 2) * sizeof *names);
-        names[n++] = strdup(de->d_name);
-    }
-    closedir(d);
-    qsort(names, n, sizeof *names, cmp_names);
+    char **names;
+    size_t n;
+    if (kr_fs_list_sorted(path, &names, &n, err, errlen) != 0) return -1;
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
         char *child_rel, *child, *name;
@@ -93,8 +77,7 @@ static int add_tree(struct archive *a, const char *dir, const char *rel, const c
         free(child);
         free(name);
     }
-    for (size_t i = 0; i < n; i++) free(names[i]);
-    free(names);
+    kr_fs_free_names(names, n);
     return rc;
 }
 
