@@ -64,7 +64,7 @@ function M.run(name, fn, ...)
       step.status = "failed"
       step.expected, step.actual, step.detail = e.expected, e.actual, e.detail
       step.code = e.code or "EXPECTATION"
-    elseif require("kmsrun.runner").is_timeout(e) then
+    elseif require("kmsrun.deadlines").is_timeout(e) then
       step.status = "timeout"
       step.actual = "no result before the deadline; waiting for: " .. e.waiting
       step.code = "TIMEOUT"
