@@ -32,6 +32,28 @@ exit codes: 0 passed, 1 a case failed, 2 usage or runbook error, 3 infrastructur
 error, 4 timeout, 5 cleanup failed, 6 secret leaked into the output, 130 interrupted
 ]]
 
+-- Options of a run that mean nothing to a command that only analyses the runbook.
+local RUN_ONLY = { out = "--out", events = "--events", keep_going = "--keep-going", list = "--list" }
+
+--- Parses the options of an analysing command (check, plan): like a run, without
+-- the run-only ones. Returns opts, or nil and the exit code after saying why
+-- (--help prints usage and returns nil, 0).
+function M.parse_for(command, args, usage)
+  local opts, err = M.parse(args)
+  if not opts then
+    io.stderr:write("kmsrun ", command, ": ", err, "\n", usage)
+    return nil, 2
+  end
+  if opts.help then io.stdout:write(usage) return nil, 0 end
+  for field, flag in pairs(RUN_ONLY) do
+    if opts[field] then
+      io.stderr:write("kmsrun ", command, ": ", flag, " does not apply to ", command, "\n")
+      return nil, 2
+    end
+  end
+  return opts
+end
+
 --- Parses argv (a list); returns opts | nil, error message.
 function M.parse(args)
   local o = { vars = {}, cases = {}, tags = {}, target = "sim" }

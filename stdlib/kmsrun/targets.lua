@@ -16,4 +16,17 @@ function M.load(name)
   return t
 end
 
+--- The last n (default 10) non-empty lines of a text: the log excerpt targets
+-- attach to failures.
+function M.tail(text, n)
+  local lines = {}
+  for line in (text or ""):gmatch("[^\n]+") do lines[#lines + 1] = line end
+  return table.concat(lines, "\n", math.max(1, #lines - (n or 10) + 1))
+end
+
+--- The same for a file ("" if it cannot be read).
+function M.tail_file(path, n)
+  return M.tail(require("kmsrun.fs").read(path), n)
+end
+
 return M

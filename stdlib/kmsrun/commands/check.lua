@@ -17,23 +17,13 @@ usage: kmsrun check RUNBOOK.lua [--var NAME=VALUE ...] [--target NAME] [--isolat
 exit codes: 0 no mistake found, 2 mistakes found or usage error
 ]]
 
--- The options of a run that mean nothing to check.
-local RUN_ONLY = { out = "--out", events = "--events", keep_going = "--keep-going", list = "--list" }
-
 return function(args)
   local rest, isolated = {}, false
   for _, a in ipairs(args) do
     if a == "--isolated" then isolated = true else rest[#rest + 1] = a end
   end
-  local opts, err = cli.parse(rest)
-  if not opts then
-    io.stderr:write("kmsrun check: ", err, "\n", USAGE)
-    return exit_codes.USAGE
-  end
-  if opts.help then io.stdout:write(USAGE) return exit_codes.OK end
-  for field, flag in pairs(RUN_ONLY) do
-    if opts[field] then io.stderr:write("kmsrun check: ", flag, " does not apply to check\n") return exit_codes.USAGE end
-  end
+  local opts, code = cli.parse_for("check", rest, USAGE)
+  if not opts then return code end
   if #opts.cases > 0 or #opts.tags > 0 then
     io.stderr:write("kmsrun check: checks every case; use `kmsrun plan --case` for a selection\n")
     return exit_codes.USAGE

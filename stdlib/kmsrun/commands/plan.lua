@@ -17,18 +17,9 @@ usage: kmsrun plan RUNBOOK.lua [--var NAME=VALUE ...] [--target NAME] [--case SE
 exit codes: 0 plan shown, 2 mistakes found (listed after the plan) or usage error
 ]]
 
-local RUN_ONLY = { out = "--out", events = "--events", keep_going = "--keep-going", list = "--list" }
-
 return function(args)
-  local opts, err = cli.parse(args)
-  if not opts then
-    io.stderr:write("kmsrun plan: ", err, "\n", USAGE)
-    return exit_codes.USAGE
-  end
-  if opts.help then io.stdout:write(USAGE) return exit_codes.OK end
-  for field, flag in pairs(RUN_ONLY) do
-    if opts[field] then io.stderr:write("kmsrun plan: ", flag, " does not apply to plan\n") return exit_codes.USAGE end
-  end
+  local opts, code = cli.parse_for("plan", args, USAGE)
+  if not opts then return code end
   if not opts.runbook then io.stderr:write(USAGE) return exit_codes.USAGE end
 
   local a, aerr = analyze.run(opts.runbook, { vars = opts.vars, target = opts.target, cases = opts.cases, tags = opts.tags })

@@ -7,6 +7,7 @@
 -- instance declared with attestation=false is pointed at a socket that does
 -- not exist: a KMS with no guest agent at all.
 local fs = require "kmsrun.fs"
+local tail = require("kmsrun.targets").tail_file
 local http = require "kmsrun.http"
 local proc = require "kmsrun.proc"
 local time = require "kmsrun.time"
@@ -30,12 +31,6 @@ local T = {
 
 local PORT_RETRIES = 3
 local SIMULATOR_FILES = { "%.toml$", "%.json$", "%.bin$" }
-
-local function tail(path, n)
-  local lines = {}
-  for line in (fs.read(path) or ""):gmatch("[^\n]+") do lines[#lines + 1] = line end
-  return table.concat(lines, "\n", math.max(1, #lines - (n or 10) + 1))
-end
 
 local function with_tail(msg, path)
   local t = tail(path, 12)

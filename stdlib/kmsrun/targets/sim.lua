@@ -6,6 +6,7 @@ local fs = require "kmsrun.fs"
 local proc = require "kmsrun.proc"
 local time = require "kmsrun.time"
 local kms_config = require "kmsrun.kms_config"
+local tail = require("kmsrun.targets").tail_file
 
 local T = {
   name = "sim",
@@ -19,13 +20,6 @@ local T = {
 }
 
 local LISTEN_TIMEOUT = 15
-
-local function tail(path, n)
-  local data = fs.read(path) or ""
-  local lines = {}
-  for line in data:gmatch("[^\n]+") do lines[#lines + 1] = line end
-  return table.concat(lines, "\n", math.max(1, #lines - (n or 10) + 1))
-end
 
 -- Waits for the emulator's "listening on <scheme>://host:port" line (the n-th one).
 local function listening(run, h, scheme, nth)

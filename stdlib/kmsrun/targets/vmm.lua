@@ -6,6 +6,7 @@
 -- keep_vms=true.
 local crypto = require "kmsrun.crypto"
 local fs = require "kmsrun.fs"
+local tail = require("kmsrun.targets").tail
 local json = require "kmsrun.json"
 local compose = require "kmsrun.vmm.compose"
 local session = require "kmsrun.vmm.session"
@@ -48,12 +49,6 @@ local PORT_RETRIES = 5
 
 local function url_host(host)
   return host:find(":", 1, true) and ("[" .. host .. "]") or host
-end
-
-local function tail(text, n)
-  local lines = {}
-  for line in (text or ""):gmatch("[^\n]+") do lines[#lines + 1] = line end
-  return table.concat(lines, "\n", math.max(1, #lines - (n or 10) + 1))
 end
 
 -- Evidence ------------------------------------------------------------------------
