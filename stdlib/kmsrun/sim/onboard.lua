@@ -14,7 +14,6 @@ local prpc = require "kmsrun.sim.prpc"
 
 local O = {}
 
-local ZERO64 = string.rep("\0", 64)
 
 --- Domain validation (3.1); returns nil when valid, else the error text.
 function O.validate_domain(domain)
@@ -172,12 +171,8 @@ function O.onboard(inst, source_url, domain)
 end
 
 function O.attestation_info(inst)
-  local blob, err = inst.agent:attest(ZERO64)
-  if not blob then return nil, "Failed to get attestation: " .. err end
-  local _, derr = A.decode(blob)
-  if derr then return nil, "Failed to decode attestation: " .. derr end
-  local v, verr = A.verify(blob)
-  if not v then return nil, "Failed to verify attestation: " .. verr end
+  local v, err = selfauth.own_attestation(inst, "attestation")
+  if not v then return nil, err end
   local info, ierr = inst.agent:info()
   if not info then return nil, "Failed to get VM info: " .. ierr end
   -- Webhook errors are tolerated here (logged; the chain fields become "").

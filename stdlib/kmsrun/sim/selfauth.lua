@@ -18,14 +18,23 @@ local function no_quote_bypass(inst)
   return inst.agent.unavailable and inst:mutation("allow-no-quote")
 end
 
+--- The instance's own attestation (64 zero bytes of report data), decoded and
+-- verified; errors read "Failed to get|decode|verify <noun>: ..." as each KMS
+-- path words them ("attestation", "local KMS attestation").
+function M.own_attestation(inst, noun)
+  local blob, err = inst.agent:attest(ZERO64)
+  if not blob then return nil, "Failed to get " .. noun .. ": " .. err end
+  local _, derr = A.decode(blob)
+  if derr then return nil, "Failed to decode " .. noun .. ": " .. derr end
+  local v, verr = A.verify(blob)
+  if not v then return nil, "Failed to verify " .. noun .. ": " .. verr end
+  return v
+end
+
 --- The KMS's own boot info from a fresh local attestation (local_kms_boot_info).
 function M.local_boot_info(inst)
-  local blob, err = inst.agent:attest(ZERO64)
-  if not blob then return nil, "Failed to get local KMS attestation: " .. err end
-  local _, derr = A.decode(blob)
-  if derr then return nil, "Failed to decode local KMS attestation: " .. derr end
-  local v, verr = A.verify(blob)
-  if not v then return nil, "Failed to verify local KMS attestation: " .. verr end
+  local v, err = M.own_attestation(inst, "local KMS attestation")
+  if not v then return nil, err end
   return A.boot_info(v, false, "")
 end
 
