@@ -117,5 +117,8 @@ void kr_host_open(lua_State *L)
     lua_setfield(L, -2, "docs");
     lua_pushcfunction(L, l_host_modules);
     lua_setfield(L, -2, "modules");
+    /* The one place the version lives is the CMake project (KMSRUN_VERSION). */
+    lua_pushliteral(L, KMSRUN_VERSION);
+    lua_setfield(L, -2, "version");
     lua_pop(L, 1);
 }

@@ -3,7 +3,7 @@ local core = require "kmsrun.core"
 local task = require "kmsrun.task"
 local exit_codes = require "kmsrun.exit_codes"
 
-local VERSION = "0.1.0"
+local VERSION = core.version
 
 local function run_in_task(fn, ...)
   local t = task.spawn(fn, ...)
