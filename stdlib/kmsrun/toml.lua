@@ -3,6 +3,8 @@
 -- literal strings (also multi-line), integers (decimal, 0x, 0o, 0b, underscores), floats,
 -- booleans, arrays (multi-line, trailing comma) and inline tables.
 -- Not supported: dates and times (they are rejected with a clear message).
+local W = require "kmsrun.lib.json_writer"
+
 local M = {}
 
 local function perr(st, msg)
@@ -271,7 +273,9 @@ local function open_table(st, root, parts, is_array, headers)
 end
 
 --- Marks arrays produced by parse (and arrays the encoder must write as arrays even when empty).
-M.array_mt = { __name = "toml.array" }
+-- Arrays of tables carry the stdlib's one array marker, so a parsed document
+-- encodes as JSON with its arrays intact.
+M.array_mt = W.ARRAY
 
 --- Parses TOML text; returns a table, or nil and "toml: line N: message".
 function M.parse(text)
@@ -328,19 +332,7 @@ end
 -- Encoding ------------------------------------------------------------------
 
 local function is_array(v)
-  if type(v) ~= "table" then return false end
-  if getmetatable(v) == M.array_mt then return true end
-  local ok, cjson = pcall(require, "cjson")
-  if ok and ((cjson.array_mt and getmetatable(v) == cjson.array_mt) or (cjson.empty_array and v == cjson.empty_array)) then
-    return true
-  end
-  if next(v) == nil then return false end
-  local n = 0
-  for k in pairs(v) do
-    if math.type(k) ~= "integer" or k < 1 then return false end
-    n = n + 1
-  end
-  return n == #v
+  return type(v) == "table" and W.kind(v) == "array"
 end
 
 local function enc_key(k)

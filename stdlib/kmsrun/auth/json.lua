@@ -5,41 +5,20 @@
 -- marker, loses key order and escapes "/".
 local M = {}
 
---- The JSON null value (cjson's, which kmsrun.json shares), so arrays never have holes.
-M.null = require("cjson").null
+local W = require "kmsrun.lib.json_writer"
 
--- Arrays share kmsrun.json's marker, so that module encodes them as arrays too;
--- tables marked by it (arrays, and objects ordered by an "__order" list) are read here.
-local ok_kj, kj = pcall(require, "kmsrun.json")
-local ARRAY = ok_kj and getmetatable(kj.array()) or { __jsontype = "array" }
-local OBJECT = { __name = "json.object", __jsontype = "object" }
-local order = setmetatable({}, { __mode = "k" }) -- object -> list of keys in wire order
+--- The JSON null value (cjson's, which kmsrun.json shares), so arrays never have holes.
+M.null = W.null
 
 --- Marks t (default: a new table) as a JSON array, so that an empty one encodes as [].
-function M.array(t)
-  return setmetatable(t or {}, ARRAY)
-end
+M.array = W.array
 
 --- Marks t as a JSON object whose keys are written in the order of the list keys
 -- (keys missing from the list follow, sorted).
-function M.object(t, keys)
-  t = setmetatable(t or {}, OBJECT)
-  order[t] = keys
-  return t
-end
-
--- kmsrun.json keeps an ordered object's key list inside it, under "__order".
-local function foreign_order(t)
-  local mt = getmetatable(t)
-  if mt and mt ~= OBJECT and mt.__jsontype == "object" and type(rawget(t, "__order")) == "table" then
-    return rawget(t, "__order")
-  end
-end
+M.object = W.object
 
 --- The key order recorded for an object (by M.object, M.decode or kmsrun.json), or nil.
-function M.key_order(t)
-  return order[t] or foreign_order(t)
-end
+M.key_order = W.key_order
 
 --- Builds an ordered object from a flat list: M.ordered("a", 1, "b", 2).
 function M.ordered(...)
@@ -52,48 +31,18 @@ function M.ordered(...)
   return M.object(t, keys)
 end
 
-local function is_sequence(t)
-  local n = 0
-  for k in pairs(t) do
-    if math.type(k) ~= "integer" or k < 1 then return false end
-    n = n + 1
-  end
-  return n == #t
-end
-
 --- The JSON type of a Lua value, in zod's vocabulary ("undefined" for nil, "nan" for NaN).
 -- A plain table is an array if it is a non-empty sequence; a plain empty table is
 -- "empty" because Lua cannot tell [] from {} and callers should accept it as either.
 function M.kind(v)
-  local t = type(v)
-  if t == "nil" then return "undefined" end
-  if v == M.null then return "null" end
-  if t == "number" then return v ~= v and "nan" or "number" end
-  if t ~= "table" then return t end
-  local mt = getmetatable(v)
-  if mt and mt.__jsontype == "array" then return "array" end
-  if mt and mt.__jsontype == "object" then return "object" end
-  if next(v) == nil then return "empty" end
-  return is_sequence(v) and "array" or "object"
+  if v == nil then return "undefined" end
+  return W.kind(v)
 end
 
 --- The keys of an object in wire order: recorded order first, then the rest sorted.
 function M.keys(t)
-  local keys, seen = {}, {}
-  local foreign = foreign_order(t)
-  if foreign then seen.__order = true end
-  for _, k in ipairs(order[t] or foreign or {}) do
-    if t[k] ~= nil and not seen[k] then keys[#keys + 1] = k; seen[k] = true end
-  end
-  local rest = {}
-  for k in pairs(t) do
-    if not seen[k] then
-      if type(k) ~= "string" then error("json: object keys must be strings, got " .. type(k), 0) end
-      rest[#rest + 1] = k
-    end
-  end
-  table.sort(rest)
-  table.move(rest, 1, #rest, #keys + 1, keys)
+  local ok, keys = pcall(W.keys, t)
+  if not ok then error("json: " .. keys, 0) end
   return keys
 end
 
@@ -290,100 +239,23 @@ end
 
 -- Encoding ----------------------------------------------------------------------------
 
-local NAMED = { ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
-
-local function escape_char(c)
-  return NAMED[c] or string.format("\\u%04x", c:byte())
-end
-
-local function encode_string(s)
-  return '"' .. s:gsub('["\\\0-\31]', escape_char) .. '"'
-end
-
 --- Formats a number the way JS's Number.prototype.toString does.
-function M.number(x)
-  if math.type(x) == "integer" then return string.format("%d", x) end
-  if x ~= x or x == math.huge or x == -math.huge then return "null" end
-  if x == 0 then return "0" end
-  local sign = x < 0 and "-" or ""
-  x = math.abs(x)
-  -- Shortest digit string that reads back as the same double.
-  local digits, exp
-  for p = 1, 17 do
-    local s = string.format("%." .. (p - 1) .. "e", x)
-    if tonumber(s) == x then
-      local m, e = s:match("^(%d[.%d]*)e([-+]%d+)$")
-      digits, exp = m:gsub("%.", ""), tonumber(e)
-      break
-    end
-  end
-  digits = digits:gsub("0+$", "")
-  if digits == "" then digits = "0" end
-  local k, n = #digits, exp + 1
-  local out
-  if k <= n and n <= 21 then
-    out = digits .. string.rep("0", n - k)
-  elseif 0 < n and n <= 21 then
-    out = digits:sub(1, n) .. "." .. digits:sub(n + 1)
-  elseif -6 < n and n <= 0 then
-    out = "0." .. string.rep("0", -n) .. digits
-  else
-    local e = n - 1
-    out = digits:sub(1, 1) .. (k > 1 and ("." .. digits:sub(2)) or "") .. "e" .. (e >= 0 and "+" or "-") .. math.abs(e)
-  end
-  return sign .. out
-end
+M.number = W.js_number
 
-local function encode(v, out, sort_keys, seen)
-  local kind = M.kind(v)
-  if kind == "string" then
-    out[#out + 1] = encode_string(v)
-  elseif kind == "number" or kind == "nan" then
-    out[#out + 1] = M.number(v)
-  elseif kind == "boolean" then
-    out[#out + 1] = tostring(v)
-  elseif kind == "null" then
-    out[#out + 1] = "null"
-  elseif kind == "array" or kind == "object" or kind == "empty" then
-    if seen[v] then error("json.encode: cycle in table", 0) end
-    seen[v] = true
-    if kind == "array" then
-      out[#out + 1] = "["
-      for i = 1, #v do
-        if i > 1 then out[#out + 1] = "," end
-        encode(v[i], out, sort_keys, seen)
-      end
-      out[#out + 1] = "]"
-    else
-      out[#out + 1] = "{"
-      local keys = M.keys(v)
-      if sort_keys then table.sort(keys) end
-      for i, k in ipairs(keys) do
-        if i > 1 then out[#out + 1] = "," end
-        out[#out + 1] = encode_string(k)
-        out[#out + 1] = ":"
-        encode(v[k], out, sort_keys, seen)
-      end
-      out[#out + 1] = "}"
-    end
-    seen[v] = nil
-  else
-    error("json.encode: cannot encode a " .. kind, 0)
-  end
-end
+-- Canonical output (every object's keys sorted bytewise), for comparing configs.
+local SORTED = setmetatable({ sort_keys = true }, { __index = W.JAVASCRIPT })
 
---- Encodes a value as compact JSON. Options: sort_keys (every object's keys sorted
--- bytewise, for canonical output). A plain empty table encodes as {}; mark it with
--- M.array to get [].
+--- Encodes a value as compact JSON, as JSON.stringify does (policy JAVASCRIPT in
+-- kmsrun.lib.json_writer). Options: sort_keys (every object's keys sorted bytewise,
+-- for canonical output). A plain empty table encodes as {}; mark it with M.array to get [].
 function M.encode(v, opts)
   opts = opts or {}
   for k in pairs(opts) do
     if k ~= "sort_keys" then error("json.encode: unknown option '" .. tostring(k) .. "'", 2) end
   end
-  local out = {}
-  local ok, err = pcall(encode, v, out, opts.sort_keys, {})
-  if not ok then error(err, 2) end
-  return table.concat(out)
+  local ok, text = pcall(W.encode, v, opts.sort_keys and SORTED or W.JAVASCRIPT)
+  if not ok then error("json.encode: " .. text, 2) end
+  return text
 end
 
 return M

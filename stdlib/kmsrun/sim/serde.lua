@@ -8,8 +8,8 @@
 -- "any" (ignored / raw), { list = T }, { optional = T }.
 local S = {}
 
-local cjson = require "cjson"
-S.null = cjson.null
+local W = require "kmsrun.lib.json_writer"
+S.null = W.null
 
 -- Errors ------------------------------------------------------------------------
 
@@ -247,10 +247,7 @@ local function rust_debug_str(s)
   end) .. '"'
 end
 
-local function float_text(v)
-  if v == math.floor(v) and math.abs(v) < 1e16 then return string.format("%.1f", v) end
-  return (string.format("%.17g", v):gsub("(%..-)0+$", "%1"))
-end
+local float_text = W.rust_float
 
 -- peek_invalid_type: consumes the offending value (scalars only) and describes it.
 local function unexpected(st)
@@ -547,77 +544,31 @@ function S.hex_decode(s)
   error(v, 0)
 end
 
--- Encoding ------------------------------------------------------------------------
+-- Encoding (policy SERDE in kmsrun.lib.json_writer) ---------------------------------
 
-local Obj = { __name = "serde.obj" }
-S.array_mt = { __name = "serde.array" }
+S.array_mt = W.ARRAY
 
---- An object with a fixed key order: S.obj{ {"a", 1}, {"b", S.null} }.
+--- An object with a fixed key order: S.obj{ {"a", 1}, {"b", S.null} }; a nil value is null.
 function S.obj(pairs_list)
-  return setmetatable({ list = pairs_list }, Obj)
+  local t, keys = {}, {}
+  for i, kv in ipairs(pairs_list) do
+    keys[i] = kv[1]
+    if kv[2] == nil then t[kv[1]] = S.null else t[kv[1]] = kv[2] end
+  end
+  return W.object(t, keys)
 end
 
 --- Marks t as a JSON array (needed for empty arrays).
-function S.arr(t) return setmetatable(t or {}, S.array_mt) end
+S.arr = W.array
 
 --- serde_json's string escaping: quotes, backslash and control characters only.
-function S.quote(s)
-  return '"' .. s:gsub('[%z\1-\31"\\]', function(c)
-    local named = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t", ["\b"] = "\\b", ["\f"] = "\\f" }
-    return named[c] or string.format("\\u%04x", c:byte())
-  end) .. '"'
-end
-
-local function encode(v, out)
-  local tv = type(v)
-  if v == nil or v == S.null then out[#out + 1] = "null"
-  elseif tv == "string" then out[#out + 1] = S.quote(v)
-  elseif tv == "boolean" then out[#out + 1] = tostring(v)
-  elseif tv == "number" then
-    if math.type(v) == "integer" then out[#out + 1] = tostring(v)
-    elseif v == math.floor(v) and math.abs(v) < 2 ^ 64 and v >= 0 then out[#out + 1] = string.format("%.0f", v)
-    else out[#out + 1] = float_text(v) end
-  elseif tv == "table" then
-    local mt = getmetatable(v)
-    if mt == Obj then
-      out[#out + 1] = "{"
-      for k, kv in ipairs(v.list) do
-        if k > 1 then out[#out + 1] = "," end
-        out[#out + 1] = S.quote(kv[1])
-        out[#out + 1] = ":"
-        encode(kv[2], out)
-      end
-      out[#out + 1] = "}"
-    elseif mt == S.array_mt or next(v) == nil or #v > 0 then
-      out[#out + 1] = "["
-      for k = 1, #v do
-        if k > 1 then out[#out + 1] = "," end
-        encode(v[k], out)
-      end
-      out[#out + 1] = "]"
-    else
-      local keys = {}
-      for k in pairs(v) do keys[#keys + 1] = k end
-      table.sort(keys)
-      out[#out + 1] = "{"
-      for k, key in ipairs(keys) do
-        if k > 1 then out[#out + 1] = "," end
-        out[#out + 1] = S.quote(tostring(key))
-        out[#out + 1] = ":"
-        encode(v[key], out)
-      end
-      out[#out + 1] = "}"
-    end
-  else
-    error("serde.encode: cannot encode a " .. tv, 0)
-  end
-end
+function S.quote(s) return W.quote(s, W.SERDE) end
 
 --- Compact JSON (serde_json::to_vec).
 function S.encode(v)
-  local out = {}
-  encode(v, out)
-  return table.concat(out)
+  local ok, text = pcall(W.encode, v, W.SERDE)
+  if not ok then error("serde.encode: " .. text, 0) end
+  return text
 end
 
 --- The prpc JSON error body (pretty-printed, two-space indent).
