@@ -3,7 +3,7 @@
 -- end of the wait_ready step that covers it (the step_end event, 0.1 ms resolution).
 -- Usage: kmsrun script bench/readiness_parse.lua EVENTS_FILE EMULATOR_LOG
 local fs = require "kmsrun.fs"
-local json = require "kmsrun.json"
+local json = require "kmsrun.lib.json"
 
 local function epoch(iso) -- "2026-11-25T12:01:05.686Z" (UTC)
   local y, mo, d, h, mi, s, ms = iso:match("^(%d+)-(%d+)-(%d+)T(%d+):(%d+):(%d+)%.(%d+)Z$")

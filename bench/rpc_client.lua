@@ -1,11 +1,11 @@
 -- kmsrun side of bench/run's RPC-overhead row: N sequential KMS.GetMeta calls on one
 -- keep-alive TLS connection from a task. Usage: kmsrun script bench/rpc_client.lua BASE N MODE
---   MODE prpc: kmsrun.prpc.call, the client the DSL's rpc() uses (POST <BASE>/prpc/KMS.GetMeta?json,
+--   MODE prpc: kmsrun.kms.prpc.call, the client the DSL's rpc() uses (POST <BASE>/prpc/KMS.GetMeta?json,
 --              body {}, JSON-decoded answer; each answer must be ok and carry k256_pubkey)
 --   MODE http: the same request with kmsrun.http.request directly (status 200 checked, no decoding)
 -- Prints the elapsed seconds.
 local http = require "kmsrun.http"
-local prpc = require "kmsrun.prpc"
+local prpc = require "kmsrun.kms.prpc"
 local time = require "kmsrun.time"
 
 local base, n, mode = arg[1], tonumber(arg[2]), arg[3] or "prpc"

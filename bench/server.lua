@@ -1,8 +1,8 @@
 -- A loopback HTTP server for the benchmarks: answers every request with a small
 -- JSON body. Prints "listening on URL" then serves until SIGTERM.
-local server = require "kmsrun.server"
+local server = require "kmsrun.lib.http_server"
 local core = require "kmsrun.core"
-local task = require "kmsrun.task"
+local task = require "kmsrun.lib.task"
 local crypto = require "kmsrun.crypto"
 
 local tls

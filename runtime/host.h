@@ -5,8 +5,8 @@
 #include <lua.h>
 
 typedef struct kr_embedded {
-    const char *module;    /* "kmsrun.main" */
-    const char *chunkname; /* "@stdlib/kmsrun/main.lua" */
+    const char *module;    /* "kmsrun.cli.main" */
+    const char *chunkname; /* "@stdlib/kmsrun/cli/main.lua" */
     const unsigned char *data;
     size_t len;
 } kr_embedded;

@@ -1,7 +1,7 @@
 /* kmsrun.httpd: the Lua face of http_server.c.
  *
  * on_request runs on the main Lua thread straight from the loop, so it cannot
- * wait; the Lua layer (kmsrun.server) spawns a task per request instead. A
+ * wait; the Lua layer (kmsrun.lib.http_server) spawns a task per request instead. A
  * request's fields are copied into a table at arrival because the connection
  * (and with it evhttp's copy) may vanish before the Lua side looks. */
 #include "http_server.h"
@@ -395,7 +395,7 @@ static int l_listen(lua_State *L)
 static const kr_func funcs[] = {
     {"listen", l_listen, "listen(opts, on_request)", "server | nil, err, code",
      "Starts an HTTP/1.1 server on the event loop and calls `on_request(req)` for each complete request. "
-     "Low level: runbooks use `kmsrun.server`, which runs each request in its own task.\n\n"
+     "Low level: runbooks use `kmsrun.lib.http_server`, which runs each request in its own task.\n\n"
      "`on_request` runs straight from the loop, outside any task: it must not wait (waiting primitives "
      "raise `cannot wait outside a task`). It may keep `req` and answer later with `req:respond` from a task. "
      "If it raises, the error is printed to stderr and the client gets 500.\n\n"
@@ -419,7 +419,7 @@ static const kr_func funcs[] = {
      "`EINVAL` (unusable certificate or key PEM, key not matching the certificate)."},
     {NULL, NULL, NULL, NULL, NULL}};
 
-static const kr_module module = {"kmsrun.httpd", "low-level HTTP/HTTPS server (see kmsrun.server)", funcs};
+static const kr_module module = {"kmsrun.httpd", "low-level HTTP/HTTPS server (see kmsrun.lib.http_server)", funcs};
 
 static const luaL_Reg server_meta[] = {
     {"__index", server_index}, {"__tostring", server_tostring}, {"__gc", server_gc}, {"__close", server_gc}, {NULL, NULL}};

@@ -1,5 +1,5 @@
 /* kmsrun entry point. Everything runs protected under one message handler;
- * the command line itself is interpreted by stdlib/kmsrun/main.lua. */
+ * the command line itself is interpreted by stdlib/kmsrun/cli/main.lua. */
 #include "host.h"
 #include "proc.h"
 #include "task.h"
@@ -31,7 +31,7 @@ static int pmain(lua_State *L)
     char **argv = (char **)lua_touserdata(L, 2);
     kr_host_open(L);
     lua_getglobal(L, "require");
-    lua_pushliteral(L, "kmsrun.main");
+    lua_pushliteral(L, "kmsrun.cli.main");
     lua_call(L, 1, 1);
     lua_createtable(L, argc, 0);
     for (int i = 0; i < argc; i++) {

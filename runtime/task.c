@@ -1,5 +1,5 @@
 /* The loop and the yield contract (see task.h), plus the small `kmsrun.core`
- * module on which the Lua scheduler (stdlib/kmsrun/task.lua) is built:
+ * module on which the Lua scheduler (stdlib/kmsrun/lib/task.lua) is built:
  * start, suspend, wake, cancel, run, stop, on_signal. */
 #include "task.h"
 #include "register.h"

@@ -20,15 +20,15 @@
 -- Non-standard, for leak checks: GET /fake/processes lists every emulator ever
 -- started ({id, name, pid, running}).
 local core = require "kmsrun.core"
-local server = require "kmsrun.server"
+local server = require "kmsrun.lib.http_server"
 local proc = require "kmsrun.proc"
 local fs = require "kmsrun.fs"
 local time = require "kmsrun.time"
-local task = require "kmsrun.task"
+local task = require "kmsrun.lib.task"
 local crypto = require "kmsrun.crypto"
-local json = require "kmsrun.json"
-local toml = require "kmsrun.toml"
-local compose = require "kmsrun.vmm.compose"
+local json = require "kmsrun.lib.json"
+local toml = require "kmsrun.lib.toml"
+local compose = require "kmsrun.targets.vmm.compose"
 
 local USAGE = "usage: kmsrun script fake_vmm.lua [--port 0] [--token T] [--user U --password P] "
   .. "[--image NAME]... [--boot-step S] [--listen-delay S] [--fail-boot NAME] [--kms-fault SPEC]...\n"
@@ -425,7 +425,7 @@ end
 io.stdout:write("listening on ", srv:url(), "\n")
 io.stdout:flush()
 
-local stop = require("kmsrun.task").wait_for_signal("fake-vmm: until SIGTERM or SIGINT")
+local stop = require("kmsrun.lib.task").wait_for_signal("fake-vmm: until SIGTERM or SIGINT")
 srv:close()
 for _, id in ipairs(order) do stop_emulator(vms[id]) end
 fs.remove(work)

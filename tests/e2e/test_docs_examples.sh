@@ -84,7 +84,7 @@ end
 for _, file in ipairs(arg) do
   local h = assert(io.open(file)); check(file:match("[^/]+$"), h:read("a")); h:close()
 end
-local api = require "kmsrun.api"
+local api = require "kmsrun.dsl.api"
 require("kmsrun.dsl.declare").new()
 require "kmsrun.dsl.actions"
 require "kmsrun.dsl.expect"

@@ -34,9 +34,9 @@ start_fake() {
 # What a fake VMM holds: "vms N", "processes N", "alive PIDS" (checked by pid).
 # Credentials come from DSTACK_VMM_* in the environment.
 cat >"$WORK/inspect.lua" <<'LUA'
-local client = require "kmsrun.vmm.client"
+local client = require "kmsrun.targets.vmm.client"
 local http = require "kmsrun.http"
-local json = require "kmsrun.json"
+local json = require "kmsrun.lib.json"
 local proc = require "kmsrun.proc"
 local c = assert(client.new(arg[1], { token = os.getenv("DSTACK_VMM_TOKEN"),
   user = os.getenv("DSTACK_VMM_AUTH_USER"), password = os.getenv("DSTACK_VMM_AUTH_PASSWORD") }))

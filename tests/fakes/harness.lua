@@ -4,8 +4,8 @@ local proc = require "kmsrun.proc"
 local fs = require "kmsrun.fs"
 local time = require "kmsrun.time"
 local http = require "kmsrun.http"
-local json = require "kmsrun.json"
-local client = require "kmsrun.vmm.client"
+local json = require "kmsrun.lib.json"
+local client = require "kmsrun.targets.vmm.client"
 
 local H = {}
 

@@ -26,7 +26,7 @@
 --   metatable    HTTP 200, {"__index": ..., "__jsontype": "array", "__tostring": 1}
 --   pemleak      HTTP 200, a private-key PEM in an unexpected field (written to --leak-to FILE)
 --   pemerror     HTTP 500, a private-key PEM in a plain-text error body (written to --leak-to FILE)
-local server = require "kmsrun.server"
+local server = require "kmsrun.lib.http_server"
 local core = require "kmsrun.core"
 local time = require "kmsrun.time"
 local fs = require "kmsrun.fs"
@@ -76,7 +76,7 @@ local modes = {
   pemleak = function()
     local key = pem()
     if leak_to then fs.append(leak_to, key) end
-    return 200, '{"device_id": "d", "notes": {"debug": ' .. require("kmsrun.json").quote(key) .. "}}", JSON
+    return 200, '{"device_id": "d", "notes": {"debug": ' .. require("kmsrun.lib.json").quote(key) .. "}}", JSON
   end,
   pemerror = function()
     local key = pem()
@@ -94,7 +94,7 @@ if not handler then
   return 2
 end
 
-local policy = require "kmsrun.auth.policy"
+local policy = require "kmsrun.emu.auth.policy"
 local srv = assert(server.listen(function(req)
   if boot_only and req.method ~= "POST" then return policy.handle(req, function() return policy.defaults() end) end
   return handler(req)

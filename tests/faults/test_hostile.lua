@@ -3,12 +3,12 @@
 -- response with ok=false and a reason, or a transport error with a code), never
 -- raise, and keep the output valid UTF-8 JSON.
 -- Run by tests/e2e/test_faults.sh: kmsrun test tests/faults/test_hostile.lua
-local T = require "kmsrun.testing"
-local server = require "kmsrun.server"
+local T = require "kmsrun.lib.testing"
+local server = require "kmsrun.lib.http_server"
 local http = require "kmsrun.http"
-local prpc = require "kmsrun.prpc"
-local json = require "kmsrun.json"
-local redact = require "kmsrun.redact"
+local prpc = require "kmsrun.kms.prpc"
+local json = require "kmsrun.lib.json"
+local redact = require "kmsrun.report.redact"
 local time = require "kmsrun.time"
 
 local BODIES = {

@@ -1,10 +1,10 @@
--- Secret scrubbing (stdlib/kmsrun/redact.lua): a private key that shows up raw,
+-- Secret scrubbing (stdlib/kmsrun/report/redact.lua): a private key that shows up raw,
 -- JSON-escaped, hex or base64 is scrubbed in every form, and find_leak finds each
 -- form on its own. Run by tests/e2e/test_faults.sh: kmsrun test tests/faults/test_redact.lua
-local T = require "kmsrun.testing"
-local redact = require "kmsrun.redact"
+local T = require "kmsrun.lib.testing"
+local redact = require "kmsrun.report.redact"
 local crypto = require "kmsrun.crypto"
-local json = require "kmsrun.json"
+local json = require "kmsrun.lib.json"
 
 local function forms_of(value)
   return {

@@ -1,8 +1,8 @@
 -- kmsrun script tests/faults/vmm_create.lua VMM_URL NAME: creates one stopped VM
--- (a KMS compose built by kmsrun.vmm.compose) on a VMM — tests/fake_vmm.lua in the
+-- (a KMS compose built by kmsrun.targets.vmm.compose) on a VMM — tests/fake_vmm.lua in the
 -- tests — and prints its id. The token comes from DSTACK_VMM_TOKEN.
-local client = require "kmsrun.vmm.client"
-local compose = require "kmsrun.vmm.compose"
+local client = require "kmsrun.targets.vmm.client"
+local compose = require "kmsrun.targets.vmm.compose"
 local url, name = ...
 local c = assert(client.new(url, { token = os.getenv("DSTACK_VMM_TOKEN") }))
 local built = compose.build { name = name, kms_image = "example.test/kms:0", webhook_url = "http://10.0.2.2:1" }

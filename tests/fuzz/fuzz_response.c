@@ -13,14 +13,14 @@
 #include <stdlib.h>
 
 static const char DRIVER[] =
-    "local prpc = require 'kmsrun.prpc'\n"
-    "local json = require 'kmsrun.json'\n"
+    "local prpc = require 'kmsrun.kms.prpc'\n"
+    "local json = require 'kmsrun.lib.json'\n"
     "local n, redact = 0, nil\n"
     "local STATUS = { 200, 400, 500, 404, 200, 200, 413, 502 }\n"
     "return function(data)\n"
     "  n = n + 1\n"
     "  -- A fresh redactor now and then, so tainted values do not pile up across inputs.\n"
-    "  if n % 256 == 1 then package.loaded['kmsrun.redact'] = nil; redact = require 'kmsrun.redact' end\n"
+    "  if n % 256 == 1 then package.loaded['kmsrun.report.redact'] = nil; redact = require 'kmsrun.report.redact' end\n"
     "  local status = STATUS[(data:byte(1) or 0) % #STATUS + 1]\n"
     "  local body = data:sub(2)\n"
     "  local res = prpc.response('Onboard.GetAttestationInfo', 'http://127.0.0.1:1/prpc/Onboard.GetAttestationInfo?json',\n"

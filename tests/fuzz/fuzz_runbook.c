@@ -1,4 +1,4 @@
-/* libFuzzer harness: arbitrary bytes as a runbook, loaded by kmsrun.runbook.load
+/* libFuzzer harness: arbitrary bytes as a runbook, loaded by kmsrun.run.runbook.load
  * in a state where declarations are recorded but nothing runs (no task, no event
  * loop turn: actions cannot wait, and case bodies are only stored). The runbook
  * sees a `require` that only hands out pure modules, so generated code cannot
@@ -27,11 +27,11 @@
 static const char DRIVER[] =
     "local path, strict = ...\n"
     "strict = strict == '1'\n"
-    "local runbook = require 'kmsrun.runbook'\n"
-    "local redact = require 'kmsrun.redact'\n"
-    "for _, m in ipairs({ 'kmsrun.policies', 'kmsrun.dsl.steps', 'kmsrun.dsl.expect', 'kmsrun.dsl.actions',\n"
-    "  'kmsrun.dsl.declare', 'kmsrun.api', 'kmsrun.json', 'kmsrun.linediff', 'kmsrun.runner' }) do require(m) end\n"
-    "local PURE = { ['kmsrun.json'] = true, ['kmsrun.policies'] = true, ['kmsrun.api'] = true, ['kmsrun.linediff'] = true }\n"
+    "local runbook = require 'kmsrun.run.runbook'\n"
+    "local redact = require 'kmsrun.report.redact'\n"
+    "for _, m in ipairs({ 'kmsrun.kms.policies', 'kmsrun.dsl.steps', 'kmsrun.dsl.expect', 'kmsrun.dsl.actions',\n"
+    "  'kmsrun.dsl.declare', 'kmsrun.dsl.api', 'kmsrun.lib.json', 'kmsrun.lib.linediff', 'kmsrun.run.runner' }) do require(m) end\n"
+    "local PURE = { ['kmsrun.lib.json'] = true, ['kmsrun.kms.policies'] = true, ['kmsrun.dsl.api'] = true, ['kmsrun.lib.linediff'] = true }\n"
     "_G.require = function(name)\n"
     "  if PURE[name] and package.loaded[name] then return package.loaded[name] end\n"
     "  error('require is disabled in the fuzz harness: ' .. tostring(name), 2)\n"
@@ -76,7 +76,7 @@ static const char DRIVER[] =
     "  end\n"
     "  return false\n"
     "end\n"
-    "local INTERNAL = { 'kmsrun/dsl/', 'kmsrun/runbook.lua', 'kmsrun/api.lua', 'kmsrun/policies.lua' }\n"
+    "local INTERNAL = { 'kmsrun/dsl/', 'kmsrun/run/runbook.lua', 'kmsrun/dsl/api.lua', 'kmsrun/kms/policies.lua' }\n"
     "local function run(data)\n"
     "  local f = assert(io.open(path, 'wb')); f:write(data); f:close()\n"
     "  local ok, spec, err = pcall(runbook.load, path)\n"

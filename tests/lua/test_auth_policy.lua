@@ -1,8 +1,8 @@
 -- The auth policy against auth-simple: the recorded responses byte for byte, a
 -- differential table of policies × boot infos, and malformed requests.
-local T = require "kmsrun.testing"
-local json = require "kmsrun.auth.json"
-local policy = require "kmsrun.auth.policy"
+local T = require "kmsrun.lib.testing"
+local json = require "kmsrun.lib.json_js"
+local policy = require "kmsrun.emu.auth.policy"
 
 local DATA = (os.getenv("KMSRUN_SOURCE_DIR") or "../..") .. "/tests/data/auth-simple-responses.json"
 

@@ -1,15 +1,15 @@
 -- The auth server over real HTTP on loopback (port 0): hot reload, set_policy,
 -- the decision log, robustness against bad requests, and `kmsrun serve auth`.
-local T = require "kmsrun.testing"
-local task = require "kmsrun.task"
+local T = require "kmsrun.lib.testing"
+local task = require "kmsrun.lib.task"
 local time = require "kmsrun.time"
 local http = require "kmsrun.http"
 local fs = require "kmsrun.fs"
 local proc = require "kmsrun.proc"
 local crypto = require "kmsrun.crypto"
-local json = require "kmsrun.auth.json"
-local policy = require "kmsrun.auth.policy"
-local auth = require "kmsrun.auth.server"
+local json = require "kmsrun.lib.json_js"
+local policy = require "kmsrun.emu.auth.policy"
+local auth = require "kmsrun.emu.auth.server"
 
 local dir = assert(fs.tmpdir("kmsrun-test-auth"))
 local DATA = (os.getenv("KMSRUN_SOURCE_DIR") or "../..") .. "/tests/data/auth-simple-responses.json"
@@ -135,8 +135,8 @@ T.test("file-backed set_policy writes canonical JSON atomically", function()
   T.eq(log, { "failed to load config: invalid JSON at byte 2: expected a string key" })
 end)
 
-T.test("policies built with kmsrun.json markers keep their arrays and objects", function()
-  local kj = require "kmsrun.json"
+T.test("policies built with kmsrun.lib.json markers keep their arrays and objects", function()
+  local kj = require "kmsrun.lib.json"
   local srv <close> = start({})
   local p = kj.ordered({ "osImages", kj.array({ OS }), "gatewayAppId", "any",
     "kms", kj.ordered({ "mrAggregated", kj.array(), "devices", kj.array(), "allowAnyDevice", true }),

@@ -1,10 +1,10 @@
 -- The pieces of `kmsrun check`: the static scope walk (which names are globals),
 -- and the analysis of small runbooks written on the fly (no false positive on
 -- correct use of the DSL; the dry run starts nothing and continues past mistakes).
-local T = require "kmsrun.testing"
-local scope = require "kmsrun.check.scope"
-local analyze = require "kmsrun.check.analyze"
-local plan_text = require "kmsrun.check.plan_text"
+local T = require "kmsrun.lib.testing"
+local scope = require "kmsrun.cli.check.scope"
+local analyze = require "kmsrun.cli.check.analyze"
+local plan_text = require "kmsrun.cli.check.plan_text"
 
 local function globals(src)
   local out = {}

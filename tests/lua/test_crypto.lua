@@ -1,5 +1,5 @@
 -- kmsrun.crypto through its Lua API.
-local T = require "kmsrun.testing"
+local T = require "kmsrun.lib.testing"
 local crypto = require "kmsrun.crypto"
 
 local DSTACK_OID = "1.3.6.1.4.1.62397.1.1"

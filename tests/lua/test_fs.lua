@@ -1,4 +1,4 @@
-local T = require "kmsrun.testing"
+local T = require "kmsrun.lib.testing"
 local fs = require "kmsrun.fs"
 local archive = require "kmsrun.archive"
 

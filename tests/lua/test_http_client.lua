@@ -1,12 +1,12 @@
--- kmsrun.http against kmsrun.server in the same process (loopback, port 0),
+-- kmsrun.http against kmsrun.lib.http_server in the same process (loopback, port 0),
 -- with certificates made by kmsrun.crypto. Behaviours these servers cannot
 -- produce (repeated headers, chunked bodies, Unix sockets, a listener that
 -- never accepts) are covered by tests/unit/test_http_client.c.
-local T = require "kmsrun.testing"
-local task = require "kmsrun.task"
+local T = require "kmsrun.lib.testing"
+local task = require "kmsrun.lib.task"
 local time = require "kmsrun.time"
 local http = require "kmsrun.http"
-local server = require "kmsrun.server"
+local server = require "kmsrun.lib.http_server"
 local crypto = require "kmsrun.crypto"
 local cjson = require "cjson"
 

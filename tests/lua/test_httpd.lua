@@ -1,11 +1,11 @@
--- kmsrun.server and kmsrun.httpd against kmsrun.http, loopback only, port 0.
+-- kmsrun.lib.http_server and kmsrun.httpd against kmsrun.http, loopback only, port 0.
 -- Client certificates are covered by test_https_mtls.lua.
-local T = require "kmsrun.testing"
-local task = require "kmsrun.task"
+local T = require "kmsrun.lib.testing"
+local task = require "kmsrun.lib.task"
 local time = require "kmsrun.time"
 local http = require "kmsrun.http"
 local httpd = require "kmsrun.httpd"
-local server = require "kmsrun.server"
+local server = require "kmsrun.lib.http_server"
 local crypto = require "kmsrun.crypto"
 
 local function request(url, opts)

@@ -1,10 +1,10 @@
 -- HTTPS with client certificates, server and client in one kmsrun process:
--- kmsrun.server serves, kmsrun.http connects, kmsrun.crypto makes the PKI.
-local T = require "kmsrun.testing"
+-- kmsrun.lib.http_server serves, kmsrun.http connects, kmsrun.crypto makes the PKI.
+local T = require "kmsrun.lib.testing"
 local time = require "kmsrun.time"
 local http = require "kmsrun.http"
 local crypto = require "kmsrun.crypto"
-local server = require "kmsrun.server"
+local server = require "kmsrun.lib.http_server"
 
 local function ca(cn)
   local key = crypto.keygen()

@@ -3,13 +3,13 @@
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 package.path = here .. "lib/?.lua;" .. package.path
 
-local T = require "kmsrun.testing"
+local T = require "kmsrun.lib.testing"
 local F = require "kms_sim_fixture"
 local proc = require "kmsrun.proc"
 local fs = require "kmsrun.fs"
 local http = require "kmsrun.http"
 local time = require "kmsrun.time"
-local toml = require "kmsrun.toml"
+local toml = require "kmsrun.lib.toml"
 local cjson = require "cjson.safe"
 
 -- Writes kms.toml in a fresh directory and starts the emulator process.

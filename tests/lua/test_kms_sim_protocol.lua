@@ -4,15 +4,15 @@
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 package.path = here .. "lib/?.lua;" .. package.path
 
-local T = require "kmsrun.testing"
+local T = require "kmsrun.lib.testing"
 local F = require "kms_sim_fixture"
 local crypto = require "kmsrun.crypto"
 local fs = require "kmsrun.fs"
 local http = require "kmsrun.http"
 local cjson = require "cjson.safe"
-local PB = require "kmsrun.sim.protobuf"
-local messages = require "kmsrun.sim.messages"
-local A = require "kmsrun.sim.attestation"
+local PB = require "kmsrun.lib.protobuf"
+local messages = require "kmsrun.emu.kms.messages"
+local A = require "kmsrun.emu.kms.attestation"
 
 -- Runs one table row against instance h.
 local function check(h, c)
@@ -436,7 +436,7 @@ T.test("runtime mode: client certificates and the early (pre-dispatch) error pat
   local temp = F.rpc(h, "KMS.GetTempCaCert", "").json
   -- a certificate under the temp CA whose attestation is bound to another key
   local key, other = crypto.keygen("P-256"), crypto.keygen("P-256")
-  local blob = A.build(require("kmsrun.sim.identity").derive { salt = "x" },
+  local blob = A.build(require("kmsrun.emu.kms.identity").derive { salt = "x" },
     A.ratls_report_data(crypto.key_info(other).public_der))
   local cert = assert(crypto.cert { key = key, subject = { CN = "RA-TLS TEMP Cert" }, issuer_cert = temp.temp_ca_cert,
     issuer_key = temp.temp_ca_key, extensions = { { oid = A.OID, value = blob } } })
@@ -648,7 +648,7 @@ local function attested_client(temp, id)
 end
 
 T.test("GetAppKey and GetKmsKey with emulated caller attestations", function()
-  local identity = require "kmsrun.sim.identity"
+  local identity = require "kmsrun.emu.kms.identity"
   local a = F.auth(DENY_ALL)
   local h = assert(F.kms { webhook = a.url })
   local policy = F.allow(h)
@@ -681,7 +681,7 @@ T.test("GetAppKey and GetKmsKey with emulated caller attestations", function()
   T.eq(k2.k256_key, k.k256_key, "k256 key is per app")
   -- GetAppEnvEncryptPubKey serves the public half of the same per-app secret (emulated X25519)
   local pk = F.rpc(h, "KMS.GetAppEnvEncryptPubKey", '{"app_id":"' .. app_hex.app_id .. '"}').json
-  T.eq(pk.public_key, crypto.hex(require("kmsrun.sim.derive").x25519_public(assert(crypto.unhex(k.env_crypt_key)))))
+  T.eq(pk.public_key, crypto.hex(require("kmsrun.emu.kms.derive").x25519_public(assert(crypto.unhex(k.env_crypt_key)))))
   -- a caller-supplied vm_config is decoded like upstream's VmConfig
   res = F.rpc(h, "KMS.GetAppKey", '{"api_version":1,"vm_config":"not json"}', { tls = tls, fresh = true })
   T.eq(res.json.error, "App not allowed: decode app info: Failed to decode os image hash: Failed to parse vm config: expected ident at line 1 column 2")
@@ -703,7 +703,7 @@ T.test("GetAppKey and GetKmsKey with emulated caller attestations", function()
 end)
 
 T.test("core.image.verify: the emulated image check asks download_url", function()
-  local identity = require "kmsrun.sim.identity"
+  local identity = require "kmsrun.emu.kms.identity"
   local a = F.auth(DENY_ALL)
   local images = F.hook(function(req)
     if req.path:match("^/good") then return 200, "image" end
@@ -734,7 +734,7 @@ T.test("--host-alias rewrites outgoing hosts, texts keep the configured URL", fu
 end)
 
 T.test("emulated identity: deterministic inputs, fresh salt = fresh instance", function()
-  local identity = require "kmsrun.sim.identity"
+  local identity = require "kmsrun.emu.kms.identity"
   local S = function(t) return identity.summary(identity.derive(t)) end
   local base = { image = "dstack-0.5.7", compose = "kms.toml bytes", salt = "salt-1" }
   local a, b = S(base), S(base)

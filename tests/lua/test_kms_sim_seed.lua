@@ -6,14 +6,14 @@
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 package.path = here .. "lib/?.lua;" .. package.path
 
-local T = require "kmsrun.testing"
+local T = require "kmsrun.lib.testing"
 local F = require "kms_sim_fixture"
 local http = require "kmsrun.http"
 local time = require "kmsrun.time"
 local fs = require "kmsrun.fs"
 local crypto = require "kmsrun.crypto"
 local cjson = require "cjson.safe"
-local A = require "kmsrun.sim.attestation"
+local A = require "kmsrun.emu.kms.attestation"
 
 -- curl -s -X POST <base>/prpc/<method>?json -H 'Content-Type: application/json' -d <body>
 local function post(base, method, body)

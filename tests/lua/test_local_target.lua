@@ -2,10 +2,10 @@
 -- tests/fakes/dstack-kms-emulator.sh) next to a simulator (a stand-in that
 -- creates ./dstack.sock): guest-agent addressing, ports, and the clear early
 -- errors for missing binaries, a simulator that never comes up, a taken port.
-local T = require "kmsrun.testing"
+local T = require "kmsrun.lib.testing"
 local H = dofile((os.getenv("KMSRUN_SOURCE_DIR") or "../..") .. "/tests/fakes/harness.lua")
 local fs = require "kmsrun.fs"
-local server = require "kmsrun.server"
+local server = require "kmsrun.lib.http_server"
 
 local KMS = H.SRC .. "/tests/fakes/dstack-kms-emulator.sh"
 local SIM = H.SRC .. "/tests/fakes/dstack-simulator-standin.sh"

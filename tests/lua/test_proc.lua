@@ -1,4 +1,4 @@
-local T = require "kmsrun.testing"
+local T = require "kmsrun.lib.testing"
 local proc = require "kmsrun.proc"
 local fs = require "kmsrun.fs"
 local time = require "kmsrun.time"
@@ -52,14 +52,14 @@ T.test("kill sends TERM, then KILL after the grace period", function()
 end)
 
 T.test("several tasks may wait for the same process", function()
-  local task = require "kmsrun.task"
+  local task = require "kmsrun.lib.task"
   local p = assert(proc.spawn({ "sleep", "0.05" }))
   local a, b = task.parallel(function() return p:wait() end, function() return p:wait() end)
   T.eq({ a, b }, { 0, 0 })
 end)
 
 T.test("a cancelled wait does not kill the process and leaks nothing", function()
-  local task = require "kmsrun.task"
+  local task = require "kmsrun.lib.task"
   local p = assert(proc.spawn({ "sleep", "30" }))
   local t = task.spawn(function() return p:wait() end)
   time.sleep(0.01)

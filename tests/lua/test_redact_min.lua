@@ -1,5 +1,5 @@
-local T = require "kmsrun.testing"
-local redact = require "kmsrun.redact"
+local T = require "kmsrun.lib.testing"
+local redact = require "kmsrun.report.redact"
 
 T.test("a 4-byte secret (a short VMM password) is scrubbed in every form", function()
   redact.add("pw12")

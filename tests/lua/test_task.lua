@@ -1,5 +1,5 @@
-local T = require "kmsrun.testing"
-local task = require "kmsrun.task"
+local T = require "kmsrun.lib.testing"
+local task = require "kmsrun.lib.task"
 local time = require "kmsrun.time"
 
 T.test("sleep suspends only its own task", function()

@@ -1,5 +1,5 @@
-local T = require "kmsrun.testing"
-local toml = require "kmsrun.toml"
+local T = require "kmsrun.lib.testing"
+local toml = require "kmsrun.lib.toml"
 
 -- The kms.toml shape used by the upstream compose files (dstack/kms/dstack-app).
 local KMS_TOML = [=[

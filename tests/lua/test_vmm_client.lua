@@ -1,10 +1,10 @@
 -- The dstack-vmm prpc client: addresses (http, https, unix:), Bearer and Basic
 -- credentials (tainted for the redactor at once, never in messages), RPC errors,
 -- 401, null results, logs.
-local T = require "kmsrun.testing"
-local client = require "kmsrun.vmm.client"
-local server = require "kmsrun.server"
-local redact = require "kmsrun.redact"
+local T = require "kmsrun.lib.testing"
+local client = require "kmsrun.targets.vmm.client"
+local server = require "kmsrun.lib.http_server"
+local redact = require "kmsrun.report.redact"
 local proc = require "kmsrun.proc"
 local fs = require "kmsrun.fs"
 local time = require "kmsrun.time"
@@ -103,7 +103,7 @@ T.test("logs: GET /logs with id, follow=false, ansi=false, lines", function()
   srv:close()
 end)
 
--- kmsrun.server has no Unix sockets; a few lines of Python stand in for a VMM on one.
+-- kmsrun.lib.http_server has no Unix sockets; a few lines of Python stand in for a VMM on one.
 local UNIX_VMM = [[
 import http.server, json, os, socketserver, sys
 class H(http.server.BaseHTTPRequestHandler):

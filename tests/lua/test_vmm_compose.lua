@@ -2,9 +2,9 @@
 -- guide's recommendations): inline configs.content, onboard mode, webhook as seen
 -- from the CVM, guest-agent socket only with attestation, local key provider,
 -- and a compose hash over the exact bytes sent.
-local T = require "kmsrun.testing"
-local compose = require "kmsrun.vmm.compose"
-local toml = require "kmsrun.toml"
+local T = require "kmsrun.lib.testing"
+local compose = require "kmsrun.targets.vmm.compose"
+local toml = require "kmsrun.lib.toml"
 local crypto = require "kmsrun.crypto"
 local cjson = require "cjson.safe"
 

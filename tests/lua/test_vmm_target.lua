@@ -2,10 +2,10 @@
 -- kmsrun's KMS emulator, not the real KMS): deploy through CreateVm, boot
 -- progress, compose hash evidence, early boot errors with the VM's log,
 -- credentials, clear errors for missing settings, removal of every VM.
-local T = require "kmsrun.testing"
+local T = require "kmsrun.lib.testing"
 local H = dofile((os.getenv("KMSRUN_SOURCE_DIR") or "../..") .. "/tests/fakes/harness.lua")
 local fs = require "kmsrun.fs"
-local json = require "kmsrun.json"
+local json = require "kmsrun.lib.json"
 local crypto = require "kmsrun.crypto"
 
 local TOKEN = "vmm-token-" .. crypto.hex(crypto.random(8))

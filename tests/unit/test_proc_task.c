@@ -114,7 +114,7 @@ static void tasks_interleave_through_the_loop(void **state)
 {
     (void)state;
     const char *code =
-        "local task = require 'kmsrun.task'\n"
+        "local task = require 'kmsrun.lib.task'\n"
         "local time = require 'kmsrun.time'\n"
         "local core = require 'kmsrun.core'\n"
         "order = {}\n"

@@ -1,15 +1,15 @@
 -- The run-time primitives of the DSL: deploy, wait_ready, capture_attestation,
 -- rpc, finish, set_policy, parallel, sleep, step, log, archive.
-local api = require "kmsrun.api"
+local api = require "kmsrun.dsl.api"
 local steps = require "kmsrun.dsl.steps"
-local prpc = require "kmsrun.prpc"
+local prpc = require "kmsrun.kms.prpc"
 local http = require "kmsrun.http"
-local task = require "kmsrun.task"
+local task = require "kmsrun.lib.task"
 local time = require "kmsrun.time"
-local json = require "kmsrun.json"
-local redact = require "kmsrun.redact"
-local events = require "kmsrun.events"
-local policies = require "kmsrun.policies"
+local json = require "kmsrun.lib.json"
+local redact = require "kmsrun.report.redact"
+local events = require "kmsrun.report.events"
+local policies = require "kmsrun.kms.policies"
 
 local M = {}
 

@@ -1,7 +1,7 @@
 -- Declarations, evaluated when the runbook is loaded (no side effects, so
 -- `kmsrun check` and `kmsrun plan` can load a runbook safely): the header,
 -- the topology (auth servers, KMS instances) and the named cases.
-local api = require "kmsrun.api"
+local api = require "kmsrun.dsl.api"
 
 local M = {}
 

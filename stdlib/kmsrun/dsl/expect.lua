@@ -1,9 +1,9 @@
 -- Assertions. Each is a step; a failure names the step, the expected and the actual.
-local api = require "kmsrun.api"
+local api = require "kmsrun.dsl.api"
 local steps = require "kmsrun.dsl.steps"
-local json = require "kmsrun.json"
-local redact = require "kmsrun.redact"
-local policies = require "kmsrun.policies"
+local json = require "kmsrun.lib.json"
+local redact = require "kmsrun.report.redact"
+local policies = require "kmsrun.kms.policies"
 
 local M = {}
 

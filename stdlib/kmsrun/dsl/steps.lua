@@ -2,8 +2,8 @@
 -- actual, status, duration, runbook location). A failed expectation raises a
 -- StepFailure, which ends the case and names the step, the expected and the actual.
 local time = require "kmsrun.time"
-local api = require "kmsrun.api"
-local events = require "kmsrun.events"
+local api = require "kmsrun.dsl.api"
+local events = require "kmsrun.report.events"
 
 local M = {}
 
@@ -64,15 +64,15 @@ function M.run(name, fn, ...)
       step.status = "failed"
       step.expected, step.actual, step.detail = e.expected, e.actual, e.detail
       step.code = e.code or "EXPECTATION"
-    elseif require("kmsrun.deadlines").is_timeout(e) then
+    elseif require("kmsrun.run.deadlines").is_timeout(e) then
       step.status = "timeout"
       step.actual = "no result before the deadline; waiting for: " .. e.waiting
       step.code = "TIMEOUT"
-    elseif require("kmsrun.task").is_cancelled(e) and ctx.run.expiring then
+    elseif require("kmsrun.lib.task").is_cancelled(e) and ctx.run.expiring then
       step.status = "timeout"
       step.actual = "no result before the deadline; waiting for: " .. ctx.run.expiring
       step.code = "TIMEOUT"
-    elseif require("kmsrun.task").is_cancelled(e) then
+    elseif require("kmsrun.lib.task").is_cancelled(e) then
       step.status = "interrupted"
       step.code = "CANCELLED"
     else
@@ -85,12 +85,12 @@ function M.run(name, fn, ...)
   if last and not results[1] then
     -- What the step last saw on the wire, for the terminal; the bundle has it all.
     local body = last.response
-    if type(body) == "table" then body = require("kmsrun.json").encode(body) end
+    if type(body) == "table" then body = require("kmsrun.lib.json").encode(body) end
     -- Without a status the error is already shown as "failed: <error>".
     body = tostring(body or (last.status and last.error) or "")
     if #body > 300 then body = body:sub(1, 300) .. "…" end
     local request = last.request
-    if type(request) == "table" then request = require("kmsrun.json").encode(request) end
+    if type(request) == "table" then request = require("kmsrun.lib.json").encode(request) end
     step.last_rpc = string.format("%s %s %s -> %s %s", last.kms or "?", last.method or "?",
       request and tostring(request) or "{}",
       last.status and ("HTTP " .. last.status) or ("failed: " .. tostring(last.error)), body)
@@ -102,7 +102,7 @@ function M.run(name, fn, ...)
     end
   end
   -- What the step saw may hold a secret tainted meanwhile (the terminal is not scrubbed).
-  local scrub = require("kmsrun.redact").scrub
+  local scrub = require("kmsrun.report.redact").scrub
   step.expected, step.actual, step.detail, step.last_rpc = scrub(step.expected), scrub(step.actual), scrub(step.detail), scrub(step.last_rpc)
   events.emit("step_end", { case = ctx.case.name, step = name, status = step.status, code = step.code,
     expected = step.expected, actual = step.actual, duration = step.duration, location = step.location,

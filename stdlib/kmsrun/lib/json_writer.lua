@@ -2,9 +2,9 @@
 -- JSON (an array, an object with a key order, or a plain table judged by its shape).
 -- kmsrun speaks three byte-exact dialects; each is a policy below, defined beside
 -- the reason it exists. The modules that use them:
---   kmsrun.json        (KMSRUN) files kmsrun writes: reports, transcripts, events
---   kmsrun.auth.json   (JAVASCRIPT) auth-simple's answers, as JSON.stringify writes them
---   kmsrun.sim.serde   (SERDE) the emulator's answers, as serde_json writes them
+--   kmsrun.lib.json        (KMSRUN) files kmsrun writes: reports, transcripts, events
+--   kmsrun.lib.json_js   (JAVASCRIPT) auth-simple's answers, as JSON.stringify writes them
+--   kmsrun.lib.json_serde   (SERDE) the emulator's answers, as serde_json writes them
 -- Decoding stays with each module: cjson (fast, for what kmsrun reads), a JSON.parse
 -- grammar that records key order, and serde's typed visitor with its error positions
 -- are three different walks, each needed for the byte-exact error texts of its peer.

@@ -7,13 +7,13 @@
 -- instance declared with attestation=false is pointed at a socket that does
 -- not exist: a KMS with no guest agent at all.
 local fs = require "kmsrun.fs"
-local tail = require("kmsrun.targets").tail_file
+local tail = require("kmsrun.targets.registry").tail_file
 local http = require "kmsrun.http"
 local proc = require "kmsrun.proc"
 local time = require "kmsrun.time"
-local task = require "kmsrun.task"
-local kms_config = require "kmsrun.kms_config"
-local hostport = require "kmsrun.vmm.hostport"
+local task = require "kmsrun.lib.task"
+local kms_config = require "kmsrun.kms.config"
+local hostport = require "kmsrun.targets.hostport"
 
 local T = {
   name = "local",

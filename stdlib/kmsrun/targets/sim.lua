@@ -5,8 +5,8 @@ local crypto = require "kmsrun.crypto"
 local fs = require "kmsrun.fs"
 local proc = require "kmsrun.proc"
 local time = require "kmsrun.time"
-local kms_config = require "kmsrun.kms_config"
-local tail = require("kmsrun.targets").tail_file
+local kms_config = require "kmsrun.kms.config"
+local tail = require("kmsrun.targets.registry").tail_file
 
 local T = {
   name = "sim",

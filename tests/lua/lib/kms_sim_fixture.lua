@@ -1,9 +1,9 @@
 -- Shared setup for the kms-sim (emulator) tests: in-process emulator instances, auth
--- servers (kmsrun.auth.server, auth-simple compatible), a scriptable webhook, and plain
+-- servers (kmsrun.emu.auth.server, auth-simple compatible), a scriptable webhook, and plain
 -- HTTP helpers (no DSL: these tests check the emulator itself).
-local sim = require "kmsrun.sim"
-local auth = require "kmsrun.auth.server"
-local server = require "kmsrun.server"
+local sim = require "kmsrun.emu.kms.emulator"
+local auth = require "kmsrun.emu.auth.server"
+local server = require "kmsrun.lib.http_server"
 local http = require "kmsrun.http"
 local fs = require "kmsrun.fs"
 local cjson = require "cjson.safe"

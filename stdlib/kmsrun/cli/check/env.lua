@@ -1,0 +1,107 @@
+-- The environment `kmsrun check` and `kmsrun plan` load a runbook in: the same
+-- names as runbook.environment (so "unknown name" means the same thing in both),
+-- with the real declarations (they have no side effects) wrapped so a mistake is
+-- recorded and loading goes on, the actions replaced by the dry DSL, `require`
+-- and `print` made inert, and an unknown name recorded instead of raised.
+local api = require "kmsrun.dsl.api"
+local runbook = require "kmsrun.run.runbook"
+local declare = require "kmsrun.dsl.declare"
+local unknown = require "kmsrun.cli.check.unknown"
+local dry = require "kmsrun.cli.check.dry"
+
+local M = {}
+
+local function mistake(ctx, msg, key) ctx.issues:add_at(api.runbook_location(), msg, key) end
+
+-- A usage error raised by a declaration carries its location; anything else is
+-- placed at the runbook line that made the call.
+local function record_error(ctx, e)
+  if type(e) == "table" and e.usage then ctx.issues:add_located(e.message)
+  else mistake(ctx, (tostring(e):gsub("^[^\n]-:%d+: ", ""))) end
+end
+
+local function wrap_declaration(ctx, name, fn)
+  return function(...)
+    if ctx.phase ~= "load" then
+      mistake(ctx, string.format("%s: declarations belong at the top level of the runbook, not inside setup, a case or teardown", name))
+      return unknown.new(name .. "(...)")
+    end
+    if name == "runbook" then ctx.header_line = ctx.issues:line_of(api.runbook_location()) end
+    local a = table.pack(...)
+    local r = table.pack(pcall(fn, ...))
+    if r[1] then return table.unpack(r, 2, r.n) end
+    -- A declaration fed an unknown (an earlier mistake) fails for that reason only.
+    local vague = false
+    for i = 1, a.n do if unknown.within(a[i], true) then vague = true end end
+    if not vague then record_error(ctx, r[2]) end
+    return unknown.new(name .. " " .. tostring(a[1]))
+  end
+end
+
+local function var_proxy(ctx)
+  return setmetatable({}, {
+    __index = function(_, name)
+      name = tostring(name)
+      if ctx.phase == "load" then
+        mistake(ctx, "var." .. name .. " cannot be read while the runbook is loading; read it inside setup or a case")
+        return unknown.new("var." .. name)
+      end
+      if ctx.var_decls[name] == nil then
+        local names = {}
+        for n in pairs(ctx.var_decls) do names[#names + 1] = n end
+        table.sort(names)
+        local best = api.suggest(name, names)
+        local line = ctx.issues:line_of(api.runbook_location())
+        -- Same text as runbook.lua raises at run time.
+        ctx.issues:add(line, string.format("unknown variable var.%s%s (declare it in runbook{vars = ...})", name,
+          best and (" (did you mean var." .. best .. "?)") or ""), "var:" .. tostring(line) .. ":" .. name)
+        return unknown.new("var." .. name)
+      end
+      local v = ctx.var_values[name]
+      if v == nil and ctx.var_missing[name] then return unknown.new("var." .. name) end -- reported with the header
+      if v == nil then
+        mistake(ctx, string.format("variable var.%s has no value: give --var %s=VALUE", name, name))
+        return unknown.new("var." .. name)
+      end
+      return v
+    end,
+    __newindex = function(_, name) mistake(ctx, "var." .. tostring(name) .. " is read-only; use a local") end,
+  })
+end
+
+--- Builds the environment; sets ctx.spec (the declarations' collector) and
+-- ctx.known (every name a runbook can use, sorted).
+function M.new(ctx)
+  local d, spec = declare.new()
+  ctx.spec = spec
+  ctx.world = require("kmsrun.cli.check.world").new(spec)
+  local real = runbook.environment(d, { proxy = {} })
+  local actions = dry.new(ctx)
+  local env = {}
+  for name, v in pairs(real) do
+    if d[name] then env[name] = wrap_declaration(ctx, name, d[name])
+    elseif api.functions[name] then env[name] = actions[name]
+    else env[name] = v end
+  end
+  env.print = function() end
+  -- A module's functions would really run: the dry run gets an inert stand-in.
+  env.require = function(name) return unknown.new("require " .. tostring(name)) end
+  env.var = var_proxy(ctx)
+  ctx.known = runbook.known_names(env)
+  return setmetatable(env, {
+    __index = function(_, name)
+      name = tostring(name)
+      local line = ctx.issues:line_of(api.runbook_location())
+      local key = "name:" .. tostring(line) .. ":" .. name
+      -- The static pass saw this name first, with the locals in scope: its suggestion wins.
+      local best = ctx.suggestions[key]
+      if best == nil then best = api.suggest(name, ctx.known) or false end
+      ctx.issues:add(line, string.format("unknown name '%s'%s", name, best and (" (did you mean '" .. best .. "'?)") or ""), key)
+      -- Carry on as if the suggestion was meant, so its arguments are still checked.
+      if best and type(rawget(env, best)) == "function" then return rawget(env, best) end
+      return unknown.new(name)
+    end,
+  })
+end
+
+return M

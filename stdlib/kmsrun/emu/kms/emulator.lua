@@ -1,0 +1,380 @@
+-- kms-sim: kmsrun's EMULATOR of the dstack KMS protocol (kms-protocol.md), for tests that
+-- need KMS instances without TEE hardware. It is not the KMS: its attestation is emulated
+-- (attestation.lua) and what it does proves nothing about the real KMS.
+--
+-- Lifecycle (2.2): keys in cert_dir -> runtime mode (TLS); no keys -> onboard mode (plain
+-- HTTP) until /finish or Onboard.Finish, then, in the same process, runtime mode on
+-- rpc.port (the onboard port when both are configured equal, also when both are 0).
+--
+--   local sim = require "kmsrun.emu.kms.emulator"
+--   local h = assert(sim.start { config = cfg_table_or_path, image = "dstack-0.5.7" })
+--   h.port, h.mode, h:url(), h:wait_mode("runtime"), h.identity, h:close()
+local crypto = require "kmsrun.crypto"
+local task = require "kmsrun.lib.task"
+local time = require "kmsrun.time"
+local server = require "kmsrun.lib.http_server"
+local toml = require "kmsrun.lib.toml"
+local config = require "kmsrun.emu.kms.config"
+local identity = require "kmsrun.emu.kms.identity"
+local A = require "kmsrun.emu.kms.attestation"
+local W = require "kmsrun.emu.kms.webhook"
+local K = require "kmsrun.emu.kms.keys"
+local store = require "kmsrun.emu.kms.store"
+local faults = require "kmsrun.emu.kms.faults"
+local prpc = require "kmsrun.emu.kms.prpc"
+local selfauth = require "kmsrun.emu.kms.selfauth"
+local hex = require "kmsrun.lib.hex"
+
+local M = {}
+
+M.NAME = "kms-sim (emulator)"
+
+local Inst = {}
+Inst.__index = Inst
+
+-- Logging: one line per event, like a service's log; newlines escaped to keep one line.
+function Inst:log(fmt, ...)
+  local msg = select("#", ...) > 0 and string.format(fmt, ...) or fmt
+  local ts = os.date("!%Y-%m-%dT%H:%M:%S", math.floor(time.wall())) .. string.format(".%03dZ", math.floor((time.wall() % 1) * 1000))
+  local line = string.format("%s %s[%s] %s", ts, "kms-sim", self.name, (msg:gsub("\n", "\\n")))
+  self.log_fn(line)
+end
+
+function Inst:mutation(name) return self.mutations[name] == true end
+
+-- Test-only evidence: every private key handed out in a response, appended to a file.
+function Inst:leak(method, kind, value)
+  if not self.leak_path then return end
+  local text = value:match("^%-%-%-%-%-BEGIN") and value or hex.encode(value)
+  store.append(self.leak_path, string.format("# kms-sim (emulator) handed out %s in %s\n%s\n", kind, method, text))
+end
+
+function Inst:request_finish(by)
+  if not self.finish_requested then
+    self.finish_requested = by
+    self:log("finish requested by %s", by)
+    if self.finish_waiter then require("kmsrun.core").wake(self.finish_waiter) end
+  end
+end
+
+-- Faults that act once the method is known (crash, slow, status500, badjson).
+function Inst:apply_faults(call)
+  local f = self.faults
+  local m = call.method
+  if f.crash[m] then
+    self:log("FAULT crash=%s: exiting with status 1", m)
+    io.stderr:flush()
+    os.exit(1, false)
+  end
+  if f.slow[m] then time.sleep(f.slow[m]) end
+  if f.status500[m] then
+    return 500, "kms-sim (emulator) fault injection: status500=" .. m, { ["Content-Type"] = "text/plain" }
+  end
+  if f.badjson[m] then
+    return 200, '{"fault":"badjson", "truncated', { ["Content-Type"] = "application/json" }
+  end
+end
+
+-- Runs one prpc request: routing, faults, the service, and the log line.
+function Inst:rpc(service, req, early)
+  local started = time.now()
+  local st, body, headers, info = prpc.handle(service, req, {
+    early = early,
+    before = function(call) return self:apply_faults(call) end,
+  })
+  if not st then return nil end
+  local name = service.prefix .. (info and info.method or "?")
+  local ms = (time.now() - started) * 1000
+  if info and info.error then
+    self:log("rpc %s %s -> %d error: %s (%.0f ms)", req.method, name, st, info.error, ms)
+  else
+    self:log("rpc %s %s -> %d ok (%.0f ms)", req.method, name, st, ms)
+  end
+  return st, body, headers, info
+end
+
+-- Host aliases for outgoing URLs (e.g. 10.0.2.2 -> 127.0.0.1 for a fake VMM setup).
+local function rewriter(aliases)
+  return function(url)
+    local scheme, host, rest = url:match("^(%a[%w+.-]*://)([^/:?#]+)(.*)$")
+    if scheme and aliases[host] then return scheme .. aliases[host] .. rest end
+    return url
+  end
+end
+
+local function parse_aliases(list)
+  local map = {}
+  if type(list) == "table" and #list == 0 then
+    for k, v in pairs(list) do map[k] = v end
+    return map
+  end
+  for _, spec in ipairs(list or {}) do
+    local from, to = spec:match("^([^=]+)=(.+)$")
+    if not from then return nil, "bad host alias '" .. spec .. "' (expected FROM=TO)" end
+    map[from] = to
+  end
+  return map
+end
+
+local function bytes_opt(v, what)
+  if v == nil or v == "" then return nil end
+  if #v % 2 == 0 and v:match("^%x+$") then return (hex.decode(v)) end
+  return nil, what .. " must be hex"
+end
+
+-- Guest agent availability (11.1): --no-attestation, or DSTACK_AGENT_ADDRESS naming a Unix
+-- socket that does not exist, gives the emulated "no guest agent" failures.
+local function agent_unavailable(opts)
+  if opts.no_attestation then return true end
+  local addr = opts.agent_address or os.getenv("DSTACK_AGENT_ADDRESS")
+  if addr and addr:match("^unix:") and not store.exists(addr:sub(6)) then return true end
+  return false
+end
+
+local function parse_seconds(s)
+  if type(s) == "number" then return s end
+  local n, unit = tostring(s):match("^(%d+)(%a*)$")
+  n = tonumber(n)
+  if not n then return 120 end
+  return n * (({ s = 1, m = 60, h = 3600, [""] = 1 })[unit] or 1)
+end
+
+-- The handle ------------------------------------------------------------------
+
+local Handle = {}
+Handle.__index = Handle
+
+function Handle:url(path)
+  return self.inst.server and self.inst.server:url(path) or nil
+end
+
+--- Waits until the instance is in `mode` ("onboard", "runtime", "exited"); returns true or
+-- nil, error on timeout or if it exited instead.
+function Handle:wait_mode(mode, timeout)
+  local deadline = time.now() + (timeout or 15)
+  while self.mode ~= mode do
+    if self.mode == "exited" or self.mode == "closed" then
+      return nil, string.format("%s %s (%s)", M.NAME, self.mode, tostring(self.exit_error))
+    end
+    if time.now() > deadline then return nil, "timed out waiting for mode " .. mode end
+    time.sleep(0.005)
+  end
+  return true
+end
+
+--- Waits until the instance has exited (or was closed); returns exit code, error text.
+function Handle:wait()
+  while self.mode ~= "exited" and self.mode ~= "closed" do time.sleep(0.02) end
+  return self.exit_code or 0, self.exit_error
+end
+
+function Handle:close()
+  if self.mode == "closed" or self.mode == "exited" then return end
+  self.mode = "closed"
+  if self.lifecycle and not self.lifecycle.done and self.lifecycle ~= task.current() then self.lifecycle:cancel() end
+  if self.inst.server then self.inst.server:close(); self.inst.server = nil end
+  self.inst:log("closed")
+end
+
+Handle.__close = Handle.close
+
+function Handle:__tostring()
+  return string.format("%s %s (%s)", M.NAME, self:url() or "-", self.mode)
+end
+
+-- Lifecycle ---------------------------------------------------------------------
+
+local function exit_with(h, msg)
+  h.inst:log("exiting: %s", msg)
+  if h.inst.server then h.inst.server:close(); h.inst.server = nil end
+  h.mode, h.exit_code, h.exit_error = "exited", 1, msg
+  if h.on_exit then h.on_exit(h) end
+  return nil, msg
+end
+
+local function listen(h, handler, opts)
+  local inst = h.inst
+  if inst.faults.listen_delay > 0 then
+    inst:log("FAULT listen-delay: listening in %g s", inst.faults.listen_delay)
+    time.sleep(inst.faults.listen_delay)
+  end
+  opts.on_error = function(err, req)
+    inst:log("handler for %s %s failed: %s", req.method, req.path, tostring(err))
+  end
+  local srv, err = server.listen(handler, opts)
+  if not srv then return nil, err end
+  inst.server = srv
+  h.port, h.host = srv.port, srv.host
+  if h.on_listen then h.on_listen(h, srv:url()) end
+  return srv
+end
+
+local function start_runtime(h, port_hint)
+  local inst = h.inst
+  local cfg = inst.cfg
+  -- 2.7: reissue; the domain is auto_bootstrap_domain or the stored rpc-domain.
+  local domain = cfg.core.onboard.auto_bootstrap_domain
+  if domain == "" then domain = (store.read(inst.paths.rpc_domain) or ""):match("^%s*(.-)%s*$") end
+  local ok, err = K.reissue(inst, inst.paths, domain)
+  if not ok then
+    if cfg.core.attest_rpc_cert then
+      return exit_with(h, "Failed to reissue the attested KMS RPC certificate; refusing to start with a potentially unattested certificate: " .. err)
+    end
+    inst:log("WARN failed to reissue the KMS RPC certificate: %s", err)
+  end
+  local state, serr = require("kmsrun.emu.kms.runtime").state(inst)
+  if not state then return exit_with(h, serr) end
+  inst.state = state
+  if not cfg.core.enforce_self_authorization then
+    inst:log("WARN self-authorization is disabled; trusted RPCs will not be gated by KMS self-attestation")
+  end
+  local tls_files = {}
+  for k, path in pairs { cert = cfg.rpc.tls.certs, key = cfg.rpc.tls.key, client_ca = cfg.rpc.tls.mutual.ca_certs } do
+    local data, rerr = store.read(path)
+    if not data then return exit_with(h, "failed to read " .. path .. ": " .. tostring(rerr)) end
+    tls_files[k] = data
+  end
+  tls_files.require_client_cert = cfg.rpc.tls.mutual.mandatory
+  local port = cfg.rpc.port
+  if port_hint and cfg.rpc.port == cfg.core.onboard.port then port = port_hint end
+  local srv, lerr = listen(h, require("kmsrun.emu.kms.runtime").handler(inst), {
+    host = cfg.rpc.address, port = port, tls = tls_files,
+  })
+  if not srv then return exit_with(h, "failed to listen on " .. cfg.rpc.address .. ":" .. port .. ": " .. tostring(lerr)) end
+  h.mode = "runtime"
+  inst:log("runtime mode: listening on %s (TLS); k256_pubkey=%s", srv:url(), crypto.hex(state.k256_pubkey))
+  return true
+end
+
+local function auto_bootstrap(h, domain)
+  local inst = h.inst
+  local derr = require("kmsrun.emu.kms.onboard").validate_domain(domain)
+  if derr then return exit_with(h, derr) end
+  local ok, err = selfauth.bootstrap_check(inst)
+  if not ok then return exit_with(h, "KMS is not allowed to auto-bootstrap: " .. err) end
+  local keys, kerr = K.build(inst, K.new_keys(), domain)
+  if not keys then return exit_with(h, "Failed to generate keys: " .. kerr) end
+  local sok, serr = K.store(inst.paths, keys)
+  if not sok then return exit_with(h, serr) end
+  inst:log("auto-bootstrapped for domain %s", domain)
+  return true
+end
+
+-- Waits for finish in onboard mode, then switches to runtime mode in this process.
+local function onboard_lifecycle(h)
+  local inst = h.inst
+  while not inst.finish_requested do
+    inst.finish_waiter = coroutine.running()
+    require("kmsrun.core").suspend("kms-sim: waiting for finish")
+  end
+  inst.finish_waiter = nil
+  -- Graceful: the triggering answer is handed to the server when its handler
+  -- returns; a few loop turns later it is on the wire (loopback), then close.
+  time.sleep(0.005)
+  local port = inst.server and inst.server.port
+  if inst.server then inst.server:close(); inst.server = nil end
+  inst:log("onboard server stopped")
+  if not K.exist(inst.paths) then return exit_with(h, "Failed to onboard") end
+  return start_runtime(h, port)
+end
+
+local function build_inst(opts)
+  -- opts.config: a table, a TOML path, or a list of those (later layers override earlier).
+  local layers = {}
+  if type(opts.config) == "table" and opts.config[1] ~= nil then
+    for _, l in ipairs(opts.config) do layers[#layers + 1] = l end
+  elseif opts.config ~= nil then
+    layers[1] = opts.config
+  end
+  local cfg_file
+  for _, l in ipairs(layers) do if type(l) == "string" then cfg_file = l end end
+  local cfg, err = config.load(layers)
+  if not cfg then return nil, err end
+  local mutations, merr = faults.mutations(opts.mutations or os.getenv("KMSRUN_SIM_MUTATION") or {})
+  if not mutations then return nil, merr end
+  local fl, ferr = faults.faults(opts.faults)
+  if not fl then return nil, ferr end
+  local aliases, aerr = parse_aliases(opts.host_alias)
+  if not aliases then return nil, aerr end
+  local paths = config.paths(cfg)
+  store.mkdir(paths.dir)
+
+  -- Compose bytes: --compose-file, else the kms.toml itself (a KMS CVM's compose embeds it).
+  local compose = opts.compose
+  if not compose then compose = cfg_file and store.read(cfg_file) or toml.encode(cfg) end
+  -- The per-deployment salt lives next to the keys: a restart keeps the instance id (as a
+  -- CVM's data disk does), a fresh cert_dir is a fresh deployment.
+  local salt, serr = bytes_opt(opts.salt, "salt")
+  if serr then return nil, serr end
+  local device, derr = bytes_opt(opts.device, "device")
+  if derr then return nil, derr end
+  local saved = store.read(paths.identity)
+  saved = saved and require("cjson.safe").decode(saved)
+  if not salt and type(saved) == "table" and type(saved.salt) == "string" then salt = hex.decode(saved.salt) end
+  salt = salt or crypto.random(16)
+  store.write(paths.identity, string.format('{"note":"kms-sim (emulator) identity inputs","salt":"%s"}', hex.encode(salt)))
+  local id = identity.derive { image = opts.image, compose = compose, salt = salt, device = device }
+
+  local inst = setmetatable({
+    cfg = cfg, paths = paths, identity = id, mutations = mutations, faults = fl,
+    name = opts.name or "kms", leak_path = opts.leak_keys_to,
+    log_fn = opts.log or function(line) io.stderr:write(line, "\n"); io.stderr:flush() end,
+  }, Inst)
+  inst.rewrite = rewriter(aliases)
+  inst.agent = A.agent(id, { unavailable = agent_unavailable(opts) })
+  inst.webhook = W.new(cfg, { rewrite = inst.rewrite })
+  inst.download_timeout = parse_seconds(cfg.core.image.download_timeout)
+  return inst
+end
+
+--- Starts an emulated KMS instance in this process (must run in a task). Options:
+-- config (table, TOML path, or a list of them), image, compose (bytes), salt (hex), device (hex),
+-- no_attestation, agent_address, mutations (list or "a,b"), faults (list of specs),
+-- leak_keys_to (path), host_alias (list of "FROM=TO" or a map), name, log (fn(line)),
+-- on_listen (fn(handle, url)), on_exit (fn(handle)).
+-- Returns a handle once the first listener is up (or the instance exited at startup:
+-- then nil, error, handle).
+function M.start(opts)
+  opts = opts or {}
+  local inst, err = build_inst(opts)
+  if not inst then return nil, err end
+  local h = setmetatable({ inst = inst, mode = "starting", on_listen = opts.on_listen, on_exit = opts.on_exit }, Handle)
+  h.identity = identity.summary(inst.identity)
+  h.cert_dir = inst.paths.dir
+  local cfg = inst.cfg
+
+  inst:log("%s starting: image=%s mr_aggregated=%s os_image_hash=%s", M.NAME, h.identity.image,
+    h.identity.mr_aggregated, h.identity.os_image_hash)
+  if inst.agent.unavailable then inst:log("WARN no guest agent: attestation unavailable (%s)", A.NO_AGENT) end
+  for name in pairs(inst.mutations) do
+    inst:log("WARNING: TEST-ONLY MUTATION ACTIVE: %s -- %s; this emulator deliberately misbehaves", name,
+      faults.MUTATIONS[name])
+  end
+  if faults.any(inst.faults) then inst:log("WARNING: TEST-ONLY FAULT INJECTION ACTIVE") end
+  if not cfg.core.attest_rpc_cert then
+    inst:log("WARN attest_rpc_cert = false: the RPC certificate carries no attestation (development only)")
+  end
+
+  if not K.exist(inst.paths) and cfg.core.onboard.enabled then
+    local domain = cfg.core.onboard.auto_bootstrap_domain
+    if domain ~= "" then
+      if not auto_bootstrap(h, domain) then return nil, h.exit_error, h end
+    else
+      local srv, lerr = listen(h, require("kmsrun.emu.kms.onboard").handler(inst), {
+        host = cfg.core.onboard.address, port = cfg.core.onboard.port,
+      })
+      if not srv then
+        exit_with(h, "failed to listen on " .. cfg.core.onboard.address .. ":" .. cfg.core.onboard.port .. ": " .. tostring(lerr))
+        return nil, h.exit_error, h
+      end
+      h.mode = "onboard"
+      inst:log("onboard mode: listening on %s (plain HTTP)", srv:url())
+      h.lifecycle = task.spawn(onboard_lifecycle, h)
+      return h
+    end
+  end
+  if not start_runtime(h, nil) then return nil, h.exit_error, h end
+  return h
+end
+
+return M

@@ -1,0 +1,100 @@
+-- `kmsrun serve kms-sim`: kmsrun's KMS protocol EMULATOR as a process. It reads the same
+-- kms.toml as dstack-kms; the other flags are emulator-only. Prints "listening on URL" on
+-- stdout (flushed) each time a listener is up: http:// in onboard mode, https:// in runtime
+-- mode. Runs until SIGTERM/SIGINT; exits 1 when the emulated KMS would exit (e.g. /finish
+-- before keys exist: "Failed to onboard").
+local core = require "kmsrun.core"
+local sim = require "kmsrun.emu.kms.emulator"
+
+local USAGE = [[usage: kmsrun serve kms-sim -c kms.toml [emulator options]
+kms-sim is kmsrun's EMULATOR of the dstack KMS protocol (not the KMS; attestation is emulated).
+  -c, --config FILE        kms.toml (same settings as dstack-kms; ./kms.toml is read first if present)
+  --image NAME             OS image name the emulated instance reports (default dstack-0.5.7)
+  --compose-file FILE      bytes measured as the app compose (default: the kms.toml bytes)
+  --salt HEX               per-deployment salt (default: kept in cert_dir, random the first time)
+  --device HEX             emulated platform device id / PPID (default: a fixed emulated device)
+  --no-attestation         behave as a KMS without guest agent (also: DSTACK_AGENT_ADDRESS=unix:<missing>)
+  --host-alias FROM=TO     rewrite host FROM to TO in outgoing URLs (webhook, source_url); repeatable
+  --name NAME              instance name in log lines
+TEST ONLY:
+  --mutation NAME          re-create an authorization bug (env KMSRUN_SIM_MUTATION); repeatable:
+                           skip-bootstrap-self-check, skip-receiver-source-check,
+                           skip-runtime-self-check, allow-no-quote
+  --fault SPEC             listen-delay=S, slow=METHOD:S, crash=METHOD, status500=METHOD,
+                           badjson=METHOD; repeatable
+  --leak-keys-to FILE      append every private key handed out in an RPC response to FILE
+]]
+
+local VALUE = {
+  ["-c"] = "config", ["--config"] = "config", ["--image"] = "image", ["--compose-file"] = "compose_file",
+  ["--salt"] = "salt", ["--device"] = "device", ["--name"] = "name", ["--leak-keys-to"] = "leak_keys_to",
+}
+local LIST = { ["--mutation"] = "mutations", ["--fault"] = "faults", ["--host-alias"] = "host_alias" }
+
+local function parse(args)
+  local o = { mutations = {}, faults = {}, host_alias = {} }
+  local i = 1
+  while i <= #args do
+    local a = args[i]
+    if a == "-h" or a == "--help" then return nil, nil, true end
+    if a == "--no-attestation" then
+      o.no_attestation = true
+    else
+      local name, inline = a:match("^(%-%-[%w-]+)=(.*)$")
+      name = name or a
+      local key, list = VALUE[name], LIST[name]
+      if not key and not list then return nil, "unknown option " .. a end
+      local value = inline
+      if value == nil then
+        i = i + 1
+        value = args[i]
+        if value == nil then return nil, "option " .. name .. " needs a value" end
+      end
+      if key then o[key] = value else table.insert(o[list], value) end
+    end
+    i = i + 1
+  end
+  return o
+end
+
+return function(args)
+  local o, err, help = parse(args)
+  if help then io.stdout:write(USAGE); return 0 end
+  if not o then io.stderr:write("kmsrun serve kms-sim: ", err, "\n", USAGE); return 2 end
+  local opts = {
+    image = o.image, salt = o.salt, device = o.device, name = o.name, no_attestation = o.no_attestation,
+    faults = o.faults, host_alias = o.host_alias, leak_keys_to = o.leak_keys_to,
+    mutations = #o.mutations > 0 and o.mutations or nil,
+  }
+  local layers = {}
+  local f = io.open("./kms.toml", "rb")
+  if f then f:close(); layers[#layers + 1] = "./kms.toml" end
+  if o.config then layers[#layers + 1] = o.config end
+  if #layers == 0 then io.stderr:write("kmsrun serve kms-sim: -c kms.toml is required\n", USAGE); return 2 end
+  opts.config = layers
+  if o.compose_file then
+    local cf = io.open(o.compose_file, "rb")
+    if not cf then io.stderr:write("kmsrun serve kms-sim: cannot read ", o.compose_file, "\n"); return 2 end
+    opts.compose = cf:read("a")
+    cf:close()
+  end
+  opts.on_listen = function(_, url)
+    io.stdout:write("listening on ", url, "\n")
+    io.stdout:flush()
+  end
+
+  local me = coroutine.running()
+  opts.on_exit = function() core.wake(me) end
+  local h, serr = sim.start(opts)
+  if not h then
+    io.stderr:write("Error: ", tostring(serr), "\n")
+    return 1
+  end
+  require("kmsrun.lib.task").wait_for_signal("kms-sim: until SIGTERM or SIGINT", function() return h.mode == "exited" end)
+  if h.mode == "exited" then
+    io.stderr:write("Error: ", tostring(h.exit_error), "\n")
+    return h.exit_code or 1
+  end
+  h:close()
+  return 0
+end

@@ -1,0 +1,117 @@
+-- The output directory of a run: every file written through here is scrubbed
+-- of secrets, owner-only, and written atomically (or appended, for streams).
+local fs = require "kmsrun.fs"
+local json = require "kmsrun.lib.json"
+local redact = require "kmsrun.report.redact"
+local archive = require "kmsrun.archive"
+
+local Evidence = {}
+Evidence.__index = Evidence
+
+local M = {}
+
+--- Creates (mkdir -p, 0700) the output directory.
+function M.open(dir)
+  local ok, err, code = fs.mkdir(dir, { mode = 448 })
+  if not ok then return nil, err, code end
+  return setmetatable({ dir = dir, files = {} }, Evidence)
+end
+
+function Evidence:path(rel)
+  return self.dir .. "/" .. rel
+end
+
+local function parent(path)
+  return path:match("^(.*)/[^/]*$")
+end
+
+--- Creates a subdirectory (owner-only).
+function Evidence:mkdir(rel)
+  return fs.mkdir(self:path(rel), { mode = 448 })
+end
+
+--- Writes rel (relative to the output directory) atomically, scrubbed.
+function Evidence:write(rel, data)
+  local path = self:path(rel)
+  local dir = parent(path)
+  if dir then fs.mkdir(dir, { mode = 448 }) end
+  local ok, err, code = fs.write(path, redact.scrub(data), { mode = 384 })
+  if not ok then return nil, err, code end
+  self.files[rel] = true
+  return path
+end
+
+--- Writes a value as pretty JSON.
+function Evidence:json(rel, value)
+  return self:write(rel, json.encode(value, { pretty = true }) .. "\n")
+end
+
+--- Appends one scrubbed JSON line (append-only: survives a crash up to that line).
+function Evidence:append_json(rel, value, opts)
+  local path = self:path(rel)
+  local dir = parent(path)
+  if dir then fs.mkdir(dir, { mode = 448 }) end
+  self.files[rel] = true
+  return fs.append(path, redact.scrub(json.encode(value)) .. "\n", { mode = 384, sync = opts and opts.sync })
+end
+
+--- Rewrites a file produced by someone else (a child's log) through the scrubber.
+function Evidence:scrub_file(rel)
+  local data = fs.read(self:path(rel))
+  if data then
+    local clean = redact.scrub(data)
+    if clean ~= data then fs.write(self:path(rel), clean, { mode = 384 }) end
+  end
+end
+
+--- Every file below the directory, relative, sorted.
+function Evidence:list(rel)
+  local out = {}
+  local function walk(prefix)
+    local names = fs.list(self.dir .. (prefix ~= "" and ("/" .. prefix) or "")) or {}
+    for _, n in ipairs(names) do
+      local r = prefix ~= "" and (prefix .. "/" .. n) or n
+      local _, kind = fs.exists(self:path(r))
+      if kind == "directory" then walk(r) else out[#out + 1] = r end
+    end
+  end
+  walk(rel or "")
+  return out
+end
+
+--- Writes MANIFEST.sha256 and evidence.tar.gz (which holds everything else).
+function Evidence:archive(name)
+  local crypto = require "kmsrun.crypto"
+  local lines = {}
+  for _, rel in ipairs(self:list()) do
+    if rel ~= "evidence.tar.gz" and rel ~= "MANIFEST.sha256" then
+      local data = fs.read(self:path(rel)) or ""
+      lines[#lines + 1] = crypto.hex(crypto.sha256(data)) .. "  " .. rel
+    end
+  end
+  self:write("MANIFEST.sha256", table.concat(lines, "\n") .. "\n")
+  local out = self:path("evidence.tar.gz")
+  local ok, err, code = archive.targz(self.dir, out, { prefix = name })
+  if not ok then return nil, err, code end
+  return out
+end
+
+--- Scans every file (and the archive's entries) for any secret seen during the run.
+-- Returns nil when clean, else "file: marker".
+function Evidence:leak_scan()
+  for _, rel in ipairs(self:list()) do
+    if rel:match("%.tar%.gz$") then
+      for _, e in ipairs(archive.list(self:path(rel)) or {}) do
+        local data = archive.read(self:path(rel), e.name)
+        local hit = data and redact.find_leak(data)
+        if hit then return rel .. "!" .. e.name .. ": " .. hit end
+      end
+    else
+      local hit = redact.find_leak(fs.read(self:path(rel)) or "")
+      if hit then return rel .. ": " .. hit end
+    end
+  end
+  return nil
+end
+
+return M

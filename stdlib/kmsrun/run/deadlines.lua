@@ -1,0 +1,69 @@
+-- Deadlines at every level of a run (run, case, step, RPC): the innermost wait
+-- gets the nearest, so a retry loop never outlives the case it belongs to.
+-- Mixed into the Run object of runner.lua (self.run_deadline, self.deadlines).
+local task = require "kmsrun.lib.task"
+local time = require "kmsrun.time"
+
+local M = {}
+local Run = {} -- the methods, copied onto runner's Run
+M.methods = Run
+
+local Timeout = {}
+Timeout.__index = Timeout
+Timeout.__tostring = function(t) return string.format("%s timed out after %g s; waiting for: %s", t.what, t.seconds, t.waiting) end
+M.Timeout = Timeout
+
+function M.is_timeout(e) return getmetatable(e) == Timeout end
+
+--- Seconds left before the nearest deadline (math.huge if none).
+function Run:time_left()
+  local d = self.run_deadline or math.huge
+  for _, x in ipairs(self.deadlines) do d = math.min(d, x) end
+  return d - time.now()
+end
+
+local function describe_waits(exclude)
+  local waits = {}
+  for _, t in ipairs(task.live()) do
+    local w = not exclude[t] and t:waiting()
+    if w and not w:match("^join ") and w ~= "parallel" and w ~= "suspend" then waits[#waits + 1] = w end
+  end
+  table.sort(waits)
+  return #waits > 0 and table.concat(waits, "; ") or "nothing (busy in Lua code)"
+end
+
+--- Runs fn in the calling task with a deadline of `seconds` (capped by the
+-- enclosing ones). On expiry what the task waits for is cancelled and a
+-- Timeout error naming where it was waiting is raised.
+function Run:guard(seconds, what, fn)
+  local limit = math.min(seconds or math.huge, self:time_left())
+  if limit == math.huge then return fn() end
+  local deadline = time.now() + math.max(0, limit)
+  self.deadlines[#self.deadlines + 1] = deadline
+  local me = task.current()
+  local expired
+  self.watchdogs = self.watchdogs or {}
+  local watchdog
+  watchdog = task.spawn(function()
+    time.sleep(math.max(0, deadline - time.now()))
+    -- The other deadlines' watchdogs sleep too; they are not what the work waits for.
+    local exclude = {}
+    for w in pairs(self.watchdogs) do exclude[w] = w ~= watchdog end
+    expired = describe_waits(exclude)
+    self.expiring = expired -- lets the step being cancelled report a timeout
+    me:cancel()
+  end)
+  self.watchdogs[watchdog] = true
+  local results = table.pack(pcall(fn))
+  table.remove(self.deadlines)
+  self.watchdogs[watchdog] = nil
+  watchdog:cancel()
+  self.expiring = nil
+  if expired then
+    error(setmetatable({ what = what, seconds = limit, waiting = expired }, Timeout), 0)
+  end
+  if not results[1] then error(results[2], 0) end
+  return table.unpack(results, 2, results.n)
+end
+
+return M

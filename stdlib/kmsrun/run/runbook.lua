@@ -1,0 +1,114 @@
+-- Loading a runbook: text only, in its own environment over a curated base.
+-- This is isolation (a typo'd global is an error, not a nil), not a security
+-- sandbox: a runbook can do whatever kmsrun can.
+local api = require "kmsrun.dsl.api"
+local declare = require "kmsrun.dsl.declare"
+local actions = require "kmsrun.dsl.actions"
+local expect = require "kmsrun.dsl.expect"
+
+local M = {}
+
+local BASE = {
+  "assert", "error", "ipairs", "next", "pairs", "pcall", "xpcall", "print", "select", "tonumber", "tostring",
+  "type", "rawequal", "rawget", "rawlen", "rawset", "setmetatable", "getmetatable", "require",
+  "string", "table", "math", "utf8",
+}
+
+--- Every name a runbook can use, sorted (for "did you mean" and `kmsrun check`).
+function M.known_names(env_table)
+  local list = {}
+  for k in pairs(env_table) do list[#list + 1] = k end
+  table.sort(list)
+  return list
+end
+
+local function var_proxy(values, declared)
+  return setmetatable({}, {
+    __index = function(_, name)
+      local v = values[name]
+      if v == nil then
+        if declared[name] == nil then
+          local names = {}
+          for n in pairs(declared) do names[#names + 1] = n end
+          local best = api.suggest(name, names)
+          api.usage_error(string.format("unknown variable var.%s%s (declare it in runbook{vars = ...})", tostring(name),
+            best and (" (did you mean var." .. best .. "?)") or ""))
+        end
+        api.usage_error(string.format("variable var.%s has no value: give --var %s=VALUE", name, name))
+      end
+      return v
+    end,
+    __newindex = function(_, name) api.usage_error("var." .. tostring(name) .. " is read-only; use a local") end,
+  })
+end
+
+--- Builds the environment a runbook runs in. vars: table for `var` (nil before resolution).
+function M.environment(d, vars_ref)
+  local env = {}
+  for _, name in ipairs(BASE) do env[name] = _G[name] end
+  env.os = { time = os.time, date = os.date, clock = os.clock, getenv = os.getenv }
+  for name, fn in pairs(d) do env[name] = fn end
+  for name, fn in pairs(actions) do env[name] = fn end
+  for name, fn in pairs(expect) do env[name] = fn end
+  env.var = setmetatable({}, { __index = function(_, k) return vars_ref.proxy[k] end,
+    __newindex = function(_, k) api.usage_error("var." .. tostring(k) .. " is read-only; use a local") end })
+  local known = M.known_names(env)
+  return setmetatable(env, {
+    __index = function(_, name)
+      local best = api.suggest(tostring(name), known)
+      api.usage_error(string.format("unknown name '%s'%s", tostring(name), best and (" (did you mean '" .. best .. "'?)") or ""))
+    end,
+  })
+end
+
+--- Loads the runbook file: returns spec (header, topology, cases) | nil, err.
+-- Declarations run now; case bodies run later.
+function M.load(path)
+  local f, ferr = io.open(path, "r")
+  if not f then return nil, "cannot open runbook: " .. tostring(ferr) end
+  local text = f:read("a")
+  f:close()
+  local d, spec = declare.new()
+  local vars_ref = {}
+  vars_ref.proxy = setmetatable({}, { __index = function(_, k)
+    api.usage_error("var." .. tostring(k) .. " cannot be read while the runbook is loading; read it inside setup or a case")
+  end })
+  local env = M.environment(d, vars_ref)
+  local chunk, err = load(text, "@" .. path, "t", env)
+  if not chunk then return nil, err end
+  api.runbook_sources["@" .. path] = true
+  local ok, lerr = xpcall(chunk, function(e)
+    if type(e) == "table" and e.usage then return e.message end
+    return debug.traceback(tostring(e), 2)
+  end)
+  if not ok then return nil, lerr end
+  spec.path = path
+  spec.header = spec.header or {}
+  spec.vars_ref = vars_ref
+  spec.text = text
+  --- Resolves variables: declared defaults, target defaults, --var overrides.
+  function spec.resolve_vars(overrides, extra_decls)
+    local declared, values = {}, {}
+    for name, v in pairs(extra_decls or {}) do declared[name] = v; values[name] = v.default end
+    for name, v in pairs(spec.header.vars or {}) do declared[name] = v; values[name] = v.default end
+    for name, value in pairs(overrides) do
+      if declared[name] == nil then
+        local names = {}
+        for n in pairs(declared) do names[#names + 1] = n end
+        local best = api.suggest(name, names)
+        return nil, string.format("unknown variable '%s'%s", name, best and (" (did you mean '" .. best .. "'?)") or "")
+      end
+      values[name] = value
+    end
+    for name, v in pairs(declared) do
+      if v.required and (values[name] == nil or values[name] == "") then
+        return nil, string.format("variable '%s' is required: give --var %s=VALUE (%s)", name, name, v.help or "")
+      end
+    end
+    vars_ref.proxy = var_proxy(values, declared)
+    return values, declared
+  end
+  return spec
+end
+
+return M

@@ -1,0 +1,112 @@
+-- One run's connection to a dstack-vmm: the address and credentials (vars
+-- first, then the upstream CLI's environment variables), the OS image to boot,
+-- and the host that forwarded ports are reached on. Built once per run, on
+-- first use, by whichever deploy gets there first; the others wait for it.
+local client = require "kmsrun.targets.vmm.client"
+local time = require "kmsrun.time"
+local task = require "kmsrun.lib.task"
+local fs = require "kmsrun.fs"
+
+local M = {}
+
+local function pick(var, env)
+  if var ~= nil and var ~= "" then return var end
+  local v = os.getenv(env)
+  if v ~= nil and v ~= "" then return v end
+  return nil
+end
+
+local function truthy(v)
+  return v == true or v == "true" or v == "1" or v == "yes"
+end
+M.truthy = truthy
+
+-- Newest version first ("0.5.10" > "0.5.9"); release images before dev ones.
+local function newer(a, b)
+  if (a.is_dev or false) ~= (b.is_dev or false) then return not a.is_dev end
+  local va, vb = {}, {}
+  for n in tostring(a.version or ""):gmatch("%d+") do va[#va + 1] = tonumber(n) end
+  for n in tostring(b.version or ""):gmatch("%d+") do vb[#vb + 1] = tonumber(n) end
+  for i = 1, math.max(#va, #vb) do
+    if (va[i] or -1) ~= (vb[i] or -1) then return (va[i] or -1) > (vb[i] or -1) end
+  end
+  return tostring(a.name) > tostring(b.name)
+end
+
+local function choose_image(c, wanted)
+  local res, err = c:call("ListImages")
+  if not res then return nil, err end
+  local images = type(res) == "table" and type(res.images) == "table" and res.images or {}
+  local names = {}
+  for _, img in ipairs(images) do names[#names + 1] = tostring(img.name) end
+  if wanted then
+    for _, img in ipairs(images) do if img.name == wanted then return wanted end end
+    return nil, string.format("the VMM has no OS image '%s' (it offers: %s); set --var vmm_image=NAME",
+      wanted, #names > 0 and table.concat(names, ", ") or "none")
+  end
+  if #images == 0 then return nil, "the VMM offers no OS image (ListImages is empty)" end
+  table.sort(images, newer)
+  return images[1].name
+end
+
+local function host_of(where)
+  if where.unix_socket then return "127.0.0.1" end
+  local host = where.base:match("^https?://%[([^%]]+)%]") or where.base:match("^https?://([^:/]+)")
+  return host or "127.0.0.1"
+end
+
+local function build(run)
+  local v = run.vars
+  local url = pick(v.vmm_url, "DSTACK_VMM_URL")
+  local creds = {
+    token = pick(v.vmm_token, "DSTACK_VMM_TOKEN"),
+    user = pick(v.vmm_auth_user, "DSTACK_VMM_AUTH_USER"),
+    password = pick(v.vmm_auth_password, "DSTACK_VMM_AUTH_PASSWORD"),
+  }
+  local tls
+  if truthy(v.vmm_tls_insecure) then tls = { insecure = true }
+  elseif v.vmm_ca_file and v.vmm_ca_file ~= "" then
+    local ca, err = fs.read(v.vmm_ca_file)
+    if not ca then return nil, "cannot read vmm_ca_file: " .. tostring(err) end
+    tls = { ca = ca }
+  end
+  -- client.new taints the credentials before anything else can see them.
+  local c, err = client.new(url, creds, { tls = tls, timeout = tonumber(v.vmm_timeout) or 60 })
+  if not c then return nil, err end
+  local image, ierr = choose_image(c, v.vmm_image ~= "" and v.vmm_image or nil)
+  if not image then return nil, ierr end
+  local where = client.parse_url(url)
+  local s = {
+    client = c, image = image,
+    host = (v.vmm_host ~= nil and v.vmm_host ~= "") and v.vmm_host or host_of(where),
+  }
+  return s
+end
+
+--- Checks that the VMM offers the OS image name; returns it or nil, err.
+function M.check_image(s, name)
+  return choose_image(s.client, name)
+end
+
+--- The run's session, or nil, err (the same error for every caller).
+function M.get(run)
+  local state = run.vmm_session_state
+  if not state then
+    state = { loading = true }
+    run.vmm_session_state = state
+    local ok, s, err = pcall(build, run)
+    if not ok and task.is_cancelled(s) then
+      state.err, state.loading = "cancelled", false
+      error(s, 0)
+    end
+    if not ok then state.err = tostring(s)
+    elseif not s then state.err = err
+    else state.session = s end
+    state.loading = false
+  end
+  while state.loading do time.sleep(0.01) end
+  if state.err then return nil, state.err end
+  return state.session
+end
+
+return M
