@@ -14,6 +14,7 @@ local time = require "kmsrun.time"
 local task = require "kmsrun.lib.task"
 local kms_config = require "kmsrun.kms.config"
 local hostport = require "kmsrun.targets.hostport"
+local local_attested = require "kmsrun.targets.local_attested"
 
 local T = {
   name = "local",
@@ -256,6 +257,11 @@ end
 function T.remove(run, h)
   if h.process and h.process:running() then h.process:kill(2) end
   return true
+end
+
+-- Attested callers (dsl/attested.lua): the simulator's Attest over the caller's key.
+function T.attester(run, of)
+  return local_attested.attester(run, of, function() return once(run, "local_simulator", start_simulator) end)
 end
 
 function T.log_tail(run, h, n)
