@@ -72,6 +72,18 @@ T.test("a KMS declared without attestation has no attested caller", function()
   T.match(err, "no attestation source")
 end)
 
+T.test("emulator knobs are refused by the real-KMS targets", function()
+  local knobs = require "kmsrun.targets.knobs"
+  T.eq(knobs.refuse({ name = "k", spec = { auth = {} } }, "local"), nil)
+  T.match(knobs.refuse({ name = "k", spec = { device = "rack-2" } }, "local"), "option device is an emulator knob, not available on the local target")
+  T.match(knobs.refuse({ name = "k", spec = { old_format_cert = true } }, "vmm"), "not available on the vmm target")
+  -- Wired into both targets' deploy.
+  for _, m in ipairs { "kmsrun.targets.local", "kmsrun.targets.vmm.target" } do
+    local ok, err = require(m).deploy({}, { name = "k", spec = { tcb_status = "OutOfDate" } })
+    T.eq(ok, nil); T.match(err, "tcb_status is an emulator knob")
+  end
+end)
+
 T.test("cleanup", function()
   if fake then fake:kill(15); fake:wait() end
   fs.remove(dir)

@@ -197,6 +197,8 @@ function T.auth_url_for_kms(run, auth)
 end
 
 function T.deploy(run, h)
+  local kerr = require("kmsrun.targets.knobs").refuse(h, T.name)
+  if kerr then return nil, kerr end
   local root, err = workspace(run)
   if not root then return nil, err end
   local fixed, ferr = fixed_port(run, h)

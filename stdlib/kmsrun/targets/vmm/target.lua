@@ -250,6 +250,8 @@ local function create(run, h, v, c)
 end
 
 function T.deploy(run, h)
+  local kerr = require("kmsrun.targets.knobs").refuse(h, T.name)
+  if kerr then return nil, kerr end
   local okn, nerr = check_numbers(run)
   if not okn then return nil, nerr end
   local s, err = session.get(run)
