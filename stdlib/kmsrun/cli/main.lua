@@ -144,7 +144,7 @@ return function(argv)
       return 2
     end
     return run_in_task(serve, { table.unpack(args, 3) })
-  elseif cmd == "doc" or cmd == "check" or cmd == "plan" or cmd == "replay" or cmd == "cleanup" then
+  elseif cmd == "doc" or cmd == "check" or cmd == "plan" or cmd == "replay" or cmd == "cleanup" or cmd == "mutants" then
     local ok, sub = pcall(require, "kmsrun.cli.commands." .. cmd)
     if not ok then
       io.stderr:write("kmsrun ", cmd, ": ", tostring(sub), "\n")
