@@ -1,5 +1,7 @@
 -- The mutation matrix of `kmsrun mutants`: which case catches which switch, from
 -- the report.json of the unmutated run and of one run per switch.
+local json = require "kmsrun.lib.json"
+
 local M = {}
 
 --- The switches to run: every one of the emulators' registry, or those named in
@@ -111,13 +113,16 @@ end
 function M.to_json(m)
   local rows = {}
   for _, row in ipairs(m.rows) do
-    rows[#rows + 1] = { switch = row.switch.name, check = row.switch.check, caught_by = row.caught_by,
+    local by = json.array()
+    for i, v in ipairs(row.caught_by) do by[i] = v end
+    rows[#rows + 1] = { switch = row.switch.name, check = row.switch.check, caught_by = by,
       error = row.run.error, exit_code = row.run.exit_code, out = row.run.out, seconds = row.run.seconds }
   end
-  local unfailed = {}
+  local unfailed, uncaught = json.array(), json.array()
   for _, c in ipairs(m.unfailed) do unfailed[#unfailed + 1] = c.id end
+  for i, name in ipairs(m.uncaught) do uncaught[i] = name end
   return { ok = m.ok, baseline = { status = m.baseline.status, exit_code = m.baseline.exit_code, out = m.baseline.out },
-    switches = rows, uncaught = m.uncaught, cases_failed_by_no_switch = unfailed }
+    switches = json.array(rows), uncaught = uncaught, cases_failed_by_no_switch = unfailed }
 end
 
 return M
