@@ -5,6 +5,7 @@ local api = require "kmsrun.dsl.api"
 local declare = require "kmsrun.dsl.declare"
 local actions = require "kmsrun.dsl.actions"
 local expect = require "kmsrun.dsl.expect"
+local attested = require "kmsrun.dsl.attested"
 local modules = require "kmsrun.run.modules"
 
 local M = {}
@@ -82,6 +83,7 @@ function M.environment(d, vars_ref, path)
   for name, fn in pairs(d) do env[name] = fn end
   for name, fn in pairs(actions) do env[name] = fn end
   for name, fn in pairs(expect) do env[name] = fn end
+  for name, fn in pairs(attested) do env[name] = fn end
   env.var = setmetatable({}, { __index = function(_, k) return vars_ref.proxy[k] end,
     __newindex = function(_, k) api.usage_error("var." .. tostring(k) .. " is read-only; use a local") end })
   local req, loaded

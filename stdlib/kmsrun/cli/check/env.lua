@@ -90,7 +90,8 @@ function M.new(ctx)
   local env = {}
   for name, v in pairs(real) do
     if d[name] then env[name] = wrap_declaration(ctx, name, d[name])
-    elseif api.functions[name] then env[name] = actions[name]
+    -- A pure declaration outside declare.lua (app) has no stand-in: it runs as is.
+    elseif api.functions[name] then env[name] = actions[name] or v
     else env[name] = v end
   end
   env.print = function() end

@@ -57,13 +57,18 @@ function M.measure(regs, events, boottime)
   }
 end
 
+--- The raw PPID (16 bytes) of a device label; the default label is every instance's.
+function M.device_ppid(label)
+  return crypto.sha256("kmsrun-sim:device:" .. (label or M.DEFAULT_DEVICE)):sub(1, 16)
+end
+
 --- Builds an identity from inputs: { image = name, compose = bytes, salt = bytes, device = bytes,
 -- tcb_status = string (default "UpToDate"), advisory_ids = {strings}, app_id = bytes }.
 function M.derive(inputs)
   local image = inputs.image or M.DEFAULT_IMAGE
   local compose = inputs.compose or ""
   local salt = assert(inputs.salt, "identity.derive: salt is required")
-  local device = inputs.device or crypto.sha256("kmsrun-sim:device:" .. M.DEFAULT_DEVICE):sub(1, 16)
+  local device = inputs.device or M.device_ppid()
   local id = {
     image = image,
     os_image_hash = crypto.sha256("kmsrun-sim:os-image:" .. image),
