@@ -37,7 +37,7 @@ function runbook(header) end
 ---@param opts? table
 function auth_server(name, opts) end
 
----Declares a KMS instance (deployed later by `deploy`). `opts.auth` (required): the auth server its webhook points at. `opts.attestation = false` deploys it without any attestation source (no guest agent / simulator), to show there is no no-quote mode. `opts.image`: target-specific image name. The handle gets, once deployed: `onboard_url`, `runtime_url` (operator view), `guest.onboard_url`, `guest.runtime_url` (as seen from inside another CVM), `mode` (`onboard` or `runtime`), `attestation` (after `capture_attestation`).
+---Declares a KMS instance (deployed later by `deploy`). `opts.auth` (required): the auth server its webhook points at. `opts.attestation = false` deploys it without any attestation source (no guest agent / simulator), to show there is no no-quote mode. `opts.image`: target-specific image name (on sim the OS image the instance reports: another name, another `os_image_hash`). Emulator knobs (sim only): `opts.device` (a device label: instances with different labels run on different machines, so different `device_id`; by default all share one), `opts.tcb_status` (the TCB status the attestation reports, default `UpToDate`), `opts.advisories` (list of advisory ids it reports), `opts.old_format_cert = true` (its RPC certificate carries an attestation without vm_config, as an older KMS's does: a receiver onboarding from it sees an empty `osImageHash` and fills in its own). The handle gets, once deployed: `onboard_url`, `runtime_url` (operator view), `guest.onboard_url`, `guest.runtime_url` (as seen from inside another CVM), `mode` (`onboard` or `runtime`), `attestation` (after `capture_attestation`).
 ---@param name string
 ---@param opts table
 function kms(name, opts) end
@@ -154,3 +154,29 @@ function policy(name, config) end
 ---A policy that allows the observed OS images of these KMS instances but no aggregated MR (an all-zero one), so the denial reason is `aggregated MR not allowed` rather than the OS image.
 ---@param ... kmsrun.kms
 function deny_by_mr(...) end
+
+---Describes an app whose attestation `attested_client` and `cert_request` present (nothing is deployed). On sim: `opts.compose` (the compose text; its SHA-256 is the compose hash, its first 20 bytes the app id; default the name), `opts.image` (OS image name, default `var.sim_image`), `opts.device` (device label: different labels are different machines), `opts.tcb_status` (default `UpToDate`), `opts.advisories` (list of advisory ids). Each `app` is one app instance: its instance id stays the same for the whole run. On local the identity is the simulator's fixture and these options are ignored.
+---@param name string
+---@param opts? table
+function app(name, opts) end
+
+---An attested caller for `rpc(..., {client_cert = client})`: a fresh key and its RA-TLS certificate, signed by the temp CA of `opts.kms` (the KMS it will call, in runtime mode: its `KMS.GetTempCaCert` is called, as a CVM does before `GetKmsKey`/`GetAppKey`), carrying the attestation of `kms_or_app` (a deployed `kms` handle — a KMS asking for the keys — or an `app(...)`). The client has `cert`, `key` and the attested identity as hex: `app_id`, `compose_hash`, `instance_id`, `device_id`, `os_image_hash`, `mr_aggregated`, `mr_system`, `tcb_status`, and `vm_config` (what the caller sends as `vm_config`). Targets: sim (from the emulator's identity), local (the simulator's `Attest` over the key; one fixture identity for every caller), vmm (not available: needs an app CVM).
+---@param kms_or_app table
+---@param opts table
+function attested_client(kms_or_app, opts) end
+
+---A signed `KMS.SignCert` request body for a fresh key, its CSR carrying the attestation of `kms_or_app` (an `app(...)` or a deployed `kms`), as a CVM's guest agent sends it: `{api_version, csr, signature, vm_config}`. `opts`: `subject` (default the name), `alt_names` (list), `usage_server_auth`, `usage_client_auth`, `ext_quote` (put the attestation in the certificate), `ext_app_info`, `not_before`, `not_after` (Unix seconds), `org_name`, `api_version` (1 or 2, default 2), `confirm` (the confirm word, to test its check). The request remembers its key and identity for `expect_cert_chain`.
+---@param kms_or_app table
+---@param opts? table
+function cert_request(kms_or_app, opts) end
+
+---Checks a `KMS.SignCert` answer: success, a chain of three certificates (leaf, app CA, KMS CA), the leaf verifying through the app CA up to the KMS CA that `KMS.GetMeta` of `kms` reports, the leaf's public key being the request's and its subject the requested one. Returns the chain as a list of PEM strings.
+---@param res table
+---@param kms kmsrun.kms
+---@param request table
+function expect_cert_chain(res, kms, request) end
+
+---`policy` plus these attested apps (from `attested_client` or `cert_request`, or KMS callers): each one's OS image in `osImages` and its app id registered with its compose hash, on any device. The other rules of `policy` stay.
+---@param policy kmsrun.policy
+---@param ... table
+function allow_apps(policy, ...) end
