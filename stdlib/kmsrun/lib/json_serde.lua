@@ -9,6 +9,7 @@
 local S = {}
 
 local W = require "kmsrun.lib.json_writer"
+local hex = require "kmsrun.lib.hex"
 S.null = W.null
 
 -- Errors ------------------------------------------------------------------------
@@ -277,24 +278,13 @@ end
 
 local decode_field
 
-local function rust_char(ch) -- Rust's {:?} of a char
-  local named = { ["'"] = "\\'", ["\\"] = "\\\\", ["\n"] = "\\n", ["\t"] = "\\t", ["\r"] = "\\r" }
-  if named[ch] then return "'" .. named[ch] .. "'" end
-  if ch:byte() < 32 then return string.format("'\\u{%x}'", ch:byte()) end
-  return "'" .. ch .. "'"
-end
-
+-- prpc's bytes fields: any number of leading lowercase "0x" stripped
+-- (trim_start_matches), then the hex crate's decoding and error text.
 local function hex_decode(s)
-  -- prpc strips any number of leading lowercase "0x" (trim_start_matches)
   while s:sub(1, 2) == "0x" do s = s:sub(3) end
-  for k = 1, #s do
-    local ch = s:sub(k, k)
-    if not ch:match("%x") then
-      err_custom(string.format("Invalid character %s at position %d", rust_char(ch), k - 1))
-    end
-  end
-  if #s % 2 == 1 then err_custom("Odd number of digits") end
-  return (s:gsub("%x%x", function(h) return string.char(tonumber(h, 16)) end))
+  local bytes, err = hex.decode(s)
+  if not bytes then err_custom(err) end
+  return bytes
 end
 
 local scalar = {}
@@ -534,14 +524,6 @@ end
 --- Decodes any JSON document; returns the value (S.null for null) or nil, serde error text.
 function S.decode_any(text)
   return decode_whole(text, function(st) return parse_any(st, 0) end)
-end
-
---- Hex-decodes like prpc's bytes fields (without position); returns bytes or nil, message.
-function S.hex_decode(s)
-  local ok, v = pcall(hex_decode, s)
-  if ok then return v end
-  if getmetatable(v) == Err then return nil, v.msg end
-  error(v, 0)
 end
 
 -- Encoding (policy SERDE in kmsrun.lib.json_writer) ---------------------------------
