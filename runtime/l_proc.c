@@ -266,7 +266,7 @@ static int l_spawn(lua_State *L)
     o.stderr_path = kr_opt_string(L, 2, "stderr", NULL, NULL);
     if (!lua_isnoneornil(L, 2)) o.envp = build_env(L, 2);
     char err[512];
-    kr_proc *p = kr_proc_spawn(&o, err, sizeof err);
+    kr_proc *p = kr_proc_spawn(kr_loop_base(), &o, err, sizeof err);
     if (!p) return kr_fail(L, errno == ENOENT ? "ENOENT" : errno == EACCES ? "EACCES" : "ESPAWN", "proc.spawn: %s", err);
     proc_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
     u->p = p;
