@@ -6,6 +6,7 @@
 
 #include <lauxlib.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,6 +48,13 @@ static int is_task(lua_State *L)
 }
 
 struct event_base *kr_loop_base(void) { return loop.base; }
+
+/* Inside the scheduler there is no caller to raise an error to. */
+static void out_of_memory(const char *doing)
+{
+    fprintf(stderr, "kmsrun: out of memory %s\n", doing);
+    abort();
+}
 
 static void enqueue(kr_wait *w)
 {
@@ -112,6 +120,7 @@ static void resume(kr_wait *w)
         if (!find_wait(loop.L, -1)) {
             /* A plain coroutine.yield() inside a task: let others run, then continue. */
             kr_wait *again = calloc(1, sizeof *again);
+            if (!again) out_of_memory("resuming a yielded task");
             again->co = co;
             lua_pushvalue(loop.L, -1);
             again->co_ref = luaL_ref(loop.L, LUA_REGISTRYINDEX);
@@ -153,14 +162,19 @@ kr_wait *kr_wait_new(lua_State *L, const char *what, kr_push_fn push, kr_cancel_
 {
     kr_task_check(L, what);
     kr_wait *w = calloc(1, sizeof *w);
-    if (!w) luaL_error(L, "%s: out of memory", what);
+    char *copy = strdup(what);
+    if (!w || !copy) {
+        free(w);
+        free(copy);
+        luaL_error(L, "%s: out of memory", what);
+    }
     w->co = L;
     lua_pushthread(L);
     w->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     w->push = push;
     w->cancel = cancel;
     w->ctx = ctx;
-    w->what = strdup(what);
+    w->what = copy;
     w->state = W_PENDING;
     w->start_nargs = -1;
     return w;
@@ -207,19 +221,25 @@ static int l_start(lua_State *L)
     if (lua_status(co) != LUA_OK || lua_gettop(co) != 1 || !lua_isfunction(co, 1))
         return kr_error(L, "coroutine must be fresh (created by coroutine.create, not yet resumed)");
     int nargs = lua_gettop(L) - 1;
+    kr_wait *w = calloc(1, sizeof *w);
+    char *what = strdup("start");
+    if (!w || !what) {
+        free(w);
+        free(what);
+        return luaL_error(L, "core.start: out of memory");
+    }
     lua_rawgetp(L, LUA_REGISTRYINDEX, &TASKS_KEY);
     lua_pushvalue(L, 1);
     lua_pushboolean(L, 1);
     lua_rawset(L, -3);
     lua_pop(L, 1);
     lua_xmove(L, co, nargs);
-    kr_wait *w = calloc(1, sizeof *w);
     w->co = co;
     lua_pushvalue(L, 1);
     w->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     w->start_nargs = nargs;
     w->state = W_READY;
-    w->what = strdup("start");
+    w->what = what;
     set_wait_entry(co, w);
     enqueue(w);
     return 0;
@@ -256,6 +276,7 @@ static int l_suspend(lua_State *L)
     const char *what = luaL_optstring(L, 1, "suspend");
     kr_task_check(L, what); /* before the allocation: kr_wait_new would raise and leak it */
     wake_ctx *c = calloc(1, sizeof *c);
+    if (!c) return luaL_error(L, "%s: out of memory", what);
     c->ref = LUA_NOREF;
     kr_wait *w = kr_wait_new(L, what, push_woken, cancel_woken, c);
     return kr_wait_yield(L, w);
