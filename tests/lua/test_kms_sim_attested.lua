@@ -199,6 +199,29 @@ T.test("skip-kms-caller-check and skip-app-check remove exactly their check", fu
   end
 end)
 
+T.test("OS image verification: an image the server lacks is refused; skip-os-image-verification accepts it", function()
+  local server = require "kmsrun.lib.http_server"
+  local identity = require "kmsrun.emu.kms.identity"
+  local known = crypto.hex(identity.os_image_hash("dstack-0.5.7")) .. ".tar.gz"
+  local images = assert(server.listen(function(req)
+    if req.path == "/" .. known then return 200, "image" end
+    return 404, "no"
+  end))
+  local legacy = ratls.attester { compose = "legacy", salt = "l", image = "dstack-0.5.3" }
+  for _, m in ipairs { {}, { "skip-os-image-verification" } } do
+    local h, a = runtime({ mutations = m, core = { image = { verify = true, download_url = images:url("/{OS_IMAGE_HASH}.tar.gz") } } }, legacy)
+    local res = F.rpc(h, "KMS.GetAppKey", '{"api_version":1}', { tls = client_for(h, legacy) })
+    if #m == 0 then
+      T.eq(res.status, 400)
+      T.match(res.json.error, "^App not allowed: Failed to verify os image hash: Failed to verify os image hash: Failed to download image: .* returned 404 Not Found")
+    else
+      T.eq(res.status, 200, "the mutation skips the download: " .. res.body)
+    end
+    h:close(); a:close()
+  end
+  images:close()
+end)
+
 T.test("auth emulator switches: OS image, device and TCB rules each removable", function()
   local boot = { mrAggregated = "aa", osImageHash = "0b", appId = "cc", composeHash = "dd", instanceId = "ee",
     deviceId = "ff", tcbStatus = "OutOfDate", advisoryIds = { "SA-1" } }
