@@ -164,7 +164,7 @@ function attested_client(kms_or_app, opts) end
 ---@param opts? table
 function cert_request(kms_or_app, opts) end
 
----Checks a `KMS.SignCert` answer: success, a chain of three certificates (leaf, app CA, KMS CA), the leaf verifying through the app CA up to the KMS CA that `KMS.GetMeta` of `kms` reports, the leaf's public key being the request's and its subject the requested one. Returns the chain as a list of PEM strings.
+---Checks a `KMS.SignCert` answer: success, a chain of three certificates (leaf, app CA, KMS CA), the leaf verifying through the app CA up to the KMS CA that `KMS.GetMeta` of `kms` reports, the leaf's public key being the request's, its subject the requested one and its app id extension the attested app's. Returns the chain as a list of PEM strings.
 ---@param res table
 ---@param kms kmsrun.kms
 ---@param request table

@@ -79,6 +79,9 @@ end
 
 --- The attester of a kms handle or app (emu/kms/ratls.lua) | nil, error.
 function M.attester(run, of)
+  if of.__kind == "kms" and of.spec.attestation == false then
+    return nil, of.name .. " has no attestation source (attestation = false): nothing can attest it"
+  end
   local inputs, err
   if of.__kind == "kms" then inputs, err = kms_inputs(run, of) else inputs, err = app_inputs(run, of) end
   if not inputs then return nil, err end
