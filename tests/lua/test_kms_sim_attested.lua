@@ -250,6 +250,34 @@ T.test("auth emulator switches: OS image, device and TCB rules each removable", 
   T.match(err, "it is a switch of the kms emulator")
 end)
 
+T.test("kmsrun serve auth --mutation: announced, applied, and a KMS switch is a usage error", function()
+  local proc, fs, time = require "kmsrun.proc", require "kmsrun.fs", require "kmsrun.time"
+  local KMSRUN = proc.exe()
+  local dir = F.tmpdir()
+  local cfg, out, err = dir .. "/p.json", dir .. "/out", dir .. "/err"
+  -- Device rules that deny the boot below, unless ignored.
+  assert(fs.write(cfg, cjson.encode { osImages = { "0x0b" }, kms = { mrAggregated = { "0xaa" }, devices = { "0x01" } } }))
+  local p = assert(proc.spawn({ KMSRUN, "serve", "auth", "--config", cfg, "--port", "0", "--mutation", "auth-ignore-device" },
+    { stdout = out, stderr = err }))
+  local url
+  for _ = 1, 200 do
+    url = (fs.read(out) or ""):match("listening on (http://[^\n]+)\n")
+    if url or not p:running() then break end
+    time.sleep(0.05)
+  end
+  assert(url, "kmsrun serve auth did not listen: " .. tostring(fs.read(err)))
+  local res = assert(require("kmsrun.http").request(url .. "/bootAuth/kms", { method = "POST",
+    headers = { ["Content-Type"] = "application/json" }, body = cjson.encode { mrAggregated = "aa", osImageHash = "0b",
+      appId = "cc", composeHash = "dd", instanceId = "ee", deviceId = "ff", tcbStatus = "UpToDate" } }))
+  T.eq(cjson.decode(res.body).isAllowed, true, res.body)
+  p:signal("TERM")
+  T.eq(p:wait(10), 0)
+  T.contains(fs.read(err), "TEST-ONLY MUTATION ACTIVE: auth-ignore-device")
+  local bad = assert(proc.spawn({ KMSRUN, "serve", "auth", "--mutation", "skip-app-check" }, { stdout = out, stderr = out }))
+  T.eq(bad:wait(10), 2)
+  T.contains(fs.read(out), "it is a switch of the kms emulator")
+end)
+
 T.test("one registry lists every switch with its emulator and description", function()
   local seen = {}
   for _, s in ipairs(registry.list()) do
