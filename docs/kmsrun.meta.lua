@@ -67,7 +67,7 @@ function wait_ready(..., opts) end
 ---@param ... kmsrun.kms
 function capture_attestation(...) end
 
----Calls a prpc method (`Onboard.*` on the onboard endpoint, `KMS.*` on the runtime TLS endpoint) with a JSON body (default `{}`) and returns the response **whatever the HTTP status**: `res.status`, `res.body` (decoded JSON), `res.error` (the RPC error string, or nil), `res.ok` (200 and no error), `res.time`. An RPC error is data for `expect_error`, not an exception; only a transport failure (refused, timeout, TLS) fails the step. Every call goes to the transcript with private keys redacted; `opts.save = "name"` also saves the redacted response as evidence `rpc/<name>.json`. `opts.timeout` (seconds, default 30). `opts.client_cert = {cert=, key=}` presents a client certificate.
+---Calls a prpc method (`Onboard.*` on the onboard endpoint, `KMS.*` on the runtime TLS endpoint) with a JSON body (default `{}`) and returns the response **whatever the HTTP status**: `res.status`, `res.body` (decoded JSON), `res.error` (the RPC error string, or nil), `res.ok` (200 and no error), `res.time`, and on the runtime (TLS) endpoint `res.server_cert` (the server's certificate, PEM) and `res.certs` (the chain it presented, leaf first). An RPC error is data for `expect_error`, not an exception; only a transport failure (refused, timeout, TLS) fails the step. Every call goes to the transcript with private keys redacted; `opts.save = "name"` also saves the redacted response as evidence `rpc/<name>.json`. `opts.timeout` (seconds, default 30). `opts.client_cert` presents a client certificate: an `attested_client(...)` (an attested caller the KMS accepts) or any `{cert=, key=}`.
 ---@param kms kmsrun.kms
 ---@param method string
 ---@param body? table|string

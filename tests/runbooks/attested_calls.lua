@@ -44,6 +44,8 @@ case("GetKmsKey hands the keys to an allowed KMS caller", function()
   local caller = attested_client(dst, { kms = src })
   local res = rpc(src, "KMS.GetKmsKey", { vm_config = caller.vm_config }, { client_cert = caller })
   expect_ok(res, { "temp_ca_key", "keys" })
+  expect(type(res.server_cert) == "string" and res.server_cert:find("BEGIN CERTIFICATE", 1, true) ~= nil,
+    "rpc exposes the server's certificate", res.server_cert)
 end)
 
 case("GetKmsKey refuses a KMS caller the policy does not allow", function()

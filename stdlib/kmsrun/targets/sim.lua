@@ -14,7 +14,7 @@ local T = {
   summary = "kms-sim emulator processes on loopback (an emulator of the KMS protocol, not the real KMS)",
   vars = {
     sim_image = { default = "dstack-0.5.7-sim", help = "OS image name the emulated instances report (sim target)" },
-    sim_mutation = { default = "", help = "TEST ONLY: emulator mutation that re-creates a bug (sim target)" },
+    sim_mutation = { default = "", help = "TEST ONLY: emulator mutations that re-create a bug, comma separated: KMS and auth switches of kmsrun.emu.mutations (sim target)" },
     sim_faults = { default = "", help = "TEST ONLY: emulator fault switches, comma separated (sim target)" },
     sim_leak_keys_to = { default = "", help = "TEST ONLY: file where the emulators log the private keys they hand out, to prove the evidence has none (sim target)" },
   },
