@@ -20,6 +20,9 @@ local T = {
   name = "vmm",
   registers_removal = true, -- before CreateVm, so an interrupted create is undone too
   summary = "real dstack-kms CVMs on a dstack-vmm",
+  -- No T.attester: an attested caller is an app CVM's guest agent, which kmsrun does not deploy.
+  attester_note = "an attested caller needs an app CVM (its guest agent makes the RA-TLS key); "
+    .. "kmsrun deploys KMS CVMs only — run the app side in a CVM of your own",
   vars = require "kmsrun.targets.vmm.vars",
   -- CVMs boot in minutes; the KMS answers some time after "done".
   wait_defaults = { timeout = 600, interval = 0.5, max_interval = 10 },
@@ -141,6 +144,8 @@ local function check_image(run, s, h)
 end
 
 function T.deploy(run, h)
+  local kerr = require("kmsrun.targets.knobs").refuse(h, T.name)
+  if kerr then return nil, kerr end
   local okv, verr = check_vars(run)
   if not okv then return nil, verr end
   local s, err = session.get(run)
