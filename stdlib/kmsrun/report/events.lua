@@ -89,7 +89,8 @@ function M.emit(kind, data)
     if kind == "step_end" and ev.code then case_codes[ev.case] = ev.code end
     if kind == "case_end" then case_codes[ev.case] = nil end
   end
-  sink(redact.scrub(json.encode(ev)) .. "\n")
+  -- Values scrubbed before encoding: a secret that is JSON syntax cannot cut the line.
+  sink(json.encode(redact.value(ev)) .. "\n")
 end
 
 return M

@@ -1,5 +1,6 @@
 -- report.json (the machine-readable result) and junit.xml (for CI systems).
 local json = require "kmsrun.lib.json"
+local redact = require "kmsrun.report.redact"
 
 local M = {}
 
@@ -63,8 +64,10 @@ function M.build(run)
   }
 end
 
+-- Each value is scrubbed before it is escaped (never the XML text: a secret that is
+-- XML syntax must not cut an attribute).
 local function xml_escape(s)
-  s = tostring(s or "")
+  s = redact.scrub(tostring(s or ""))
   s = s:gsub("[%z\1-\8\11\12\14-\31]", "") -- not allowed in XML 1.0
   if not utf8.len(s) then s = s:gsub("[\128-\255]", "?") end -- raw bytes from a broken response
   return (s:gsub("[&<>\"']", { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;", ["'"] = "&apos;" }))
