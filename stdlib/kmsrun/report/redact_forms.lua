@@ -5,7 +5,7 @@
 -- a hex key in either case), hex of its bytes (both cases), base64 and base64url
 -- (padded and not). A hex secret also: base64/base64url of the bytes it spells.
 -- A PEM private key also: the PEM on one line (newlines removed, or CRLF, or spaces),
--- the base64 body alone (with and without its line breaks), the DER in base64url and
+-- the base64 body alone (with and without its line breaks, and each line of it), the DER in base64url and
 -- hex, and the private scalar in hex (both cases), base64 and base64url.
 local crypto = require "kmsrun.crypto"
 local json = require "kmsrun.lib.json"
@@ -42,6 +42,11 @@ local function pem_forms(add, pem)
   add((trimmed:gsub("\r?\n", "\r\n")))
   add(trimmed)
   add(body)
+  -- Each body line on its own: a key cut in the middle (a capped error text, a
+  -- wrapped log line) still has whole lines of it.
+  for line in body:gmatch("[^\r\n]+") do
+    if #line >= 16 then add(line) end
+  end
   local joined = body:gsub("%s+", "")
   local der = crypto.unbase64(joined)
   if der then
