@@ -64,10 +64,8 @@ end
 --- Loads the runbook file: returns spec (header, topology, cases) | nil, err.
 -- Declarations run now; case bodies run later.
 function M.load(path)
-  local f, ferr = io.open(path, "r")
-  if not f then return nil, "cannot open runbook: " .. tostring(ferr) end
-  local text = f:read("a")
-  f:close()
+  local text, ferr = require("kmsrun.run.source").read(path)
+  if not text then return nil, ferr end
   local d, spec = declare.new()
   local vars_ref = {}
   vars_ref.proxy = setmetatable({}, { __index = function(_, k)
