@@ -102,15 +102,21 @@ local function run_runbook(opts)
     local events = require "kmsrun.report.events"
     if opts.events == "-" then
       -- The line is encoded from scrubbed values (report/events.lua): written as is.
-      events.set_sink(function(line) io.stdout:write_scrubbed(line) io.stdout:flush() end)
+      events.set_sink(function(line)
+        local ok, err = io.stdout:write_scrubbed(line)
+        if ok then ok, err = io.stdout:flush() end
+        return ok and true, err
+      end)
       opts.quiet = true
     else
       local fs = require "kmsrun.fs"
       local f = io.open(opts.events, "w")
       if not f then io.stderr:write("kmsrun: cannot write ", opts.events, "\n") return exit_codes.USAGE end
       f:close()
-      fs.chmod(opts.events, 384)
-      events.set_sink(function(line) fs.append(opts.events, line) end)
+      -- Only a file of our own gets our mode: never a device (/dev/full, /dev/null).
+      local _, kind = fs.exists(opts.events)
+      if kind == "file" then fs.chmod(opts.events, 384) end
+      events.set_sink(function(line) return fs.append(opts.events, line) end)
     end
   end
   local r = require("kmsrun.run.runner").new(spec, {

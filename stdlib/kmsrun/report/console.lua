@@ -5,7 +5,9 @@
 -- indented PEM is no longer the key it knows.
 local redact = require "kmsrun.report.redact"
 
-local function v(s) return redact.scrub(tostring(s)) end
+local text = require "kmsrun.report.text"
+
+local function v(s) return text.cap(redact.scrub(tostring(s)), text.TERMINAL_MAX) end
 
 local Console = {}
 Console.__index = Console
@@ -78,8 +80,14 @@ end
 function Console:summary(run, counts)
   if run.error then self:write("\nerror: ", indent(run.error, "  "), "\n") end
   self:write(string.format("\ncases: %d passed, %d failed, %d skipped\n", counts.passed, counts.failed, counts.skipped))
-  self:write(string.format("report: %s\n", run.evidence:path("report.json")))
-  if run.archive_path then self:write("evidence: ", run.archive_path, "\n") end
+  -- Never a file that was not written (a full disk): the reason is on stderr.
+  if run.evidence.files["report.json"] then
+    self:write(string.format("report: %s\n", v(run.evidence:path("report.json"))))
+  else
+    self:write("report: NOT written (see the error above)\n")
+  end
+  if run.archive_path then self:write("evidence: ", v(run.archive_path), "\n")
+  else self:write("evidence: NOT written (see the error above)\n") end
 end
 
 return M

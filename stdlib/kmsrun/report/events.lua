@@ -11,6 +11,7 @@
 -- TRANSPORT, TIMEOUT and INFRA for "failed".
 local json = require "kmsrun.lib.json"
 local redact = require "kmsrun.report.redact"
+local text = require "kmsrun.report.text"
 local time = require "kmsrun.time"
 
 local M = {}
@@ -37,7 +38,9 @@ local sink -- function(line)
 local seq = 0
 local case_codes = {} -- case name -> code of its last non-passed step
 
-function M.set_sink(fn) sink = fn; seq = 0; case_codes = {} end
+--- Sets where event lines go: fn(line) -> true | nil, err (a failure is reported
+-- once, and kept in M.lost).
+function M.set_sink(fn) sink = fn; seq = 0; case_codes = {}; M.lost = nil end
 
 --- The failure code of a step or case record (status, expected, actual, error).
 -- Returns nil for passed and skipped.
@@ -90,7 +93,14 @@ function M.emit(kind, data)
     if kind == "case_end" then case_codes[ev.case] = nil end
   end
   -- Values scrubbed before encoding: a secret that is JSON syntax cannot cut the line.
-  sink(json.encode(redact.value(ev)) .. "\n")
+  ev = redact.value(ev)
+  for k, v in pairs(ev) do if type(v) == "string" then ev[k] = text.cap(v) end end
+  local ok, err = sink(json.encode(ev) .. "\n")
+  if ok == nil and err ~= nil and not M.lost then
+    -- Said once; the runner fails the run (a consumer of the stream saw a part of it).
+    M.lost = tostring(err)
+    io.stderr:write("kmsrun: cannot write the events stream: ", M.lost, "; the events from here on are lost\n")
+  end
 end
 
 return M

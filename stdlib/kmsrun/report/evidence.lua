@@ -39,7 +39,8 @@ function Evidence:write(rel, data, opts)
   if dir then fs.mkdir(dir, { mode = 448 }) end
   if not (opts and opts.scrubbed) then data = redact.scrub(data) end
   local ok, err, code = fs.write(path, data, { mode = 384 })
-  if not ok then return nil, err, code end
+  -- files[rel] says "written by this run, as last asked": the console claims no other.
+  if not ok then self.files[rel] = nil return nil, err, code end
   self.files[rel] = true
   return path
 end
