@@ -133,7 +133,7 @@ static void resume(kr_wait *w)
         /* Task bodies run under xpcall in task.lua, so this is a host bug or an
          * error raised while handling an error: report it and stop. */
         const char *msg = lua_tostring(co, -1);
-        fprintf(stderr, "kmsrun: uncaught error in task: %s\n", msg ? msg : "(non-string error)");
+        kr_error_write(loop.L, "kmsrun: uncaught error in task: ", msg);
         loop.stopped = 2;
         event_base_loopbreak(loop.base);
     }
@@ -361,7 +361,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     }
     lua_pushstring(L, sig == SIGINT ? "SIGINT" : "SIGTERM");
     if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
-        fprintf(stderr, "kmsrun: signal handler failed: %s\n", lua_tostring(L, -1));
+        kr_error_write(L, "kmsrun: signal handler failed: ", lua_tostring(L, -1));
         lua_pop(L, 1);
     }
 }
@@ -372,6 +372,33 @@ static int l_on_signal(lua_State *L)
     lua_pushvalue(L, 1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &SIGNAL_KEY);
     return 0;
+}
+
+/* The host's own error texts go through the writer Lua installs (the terminal's
+ * redaction boundary), so a secret inside an error message is scrubbed there too. */
+static char ERROR_WRITER_KEY;
+
+static int l_set_error_writer(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_pushvalue(L, 1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &ERROR_WRITER_KEY);
+    return 0;
+}
+
+void kr_error_write(lua_State *L, const char *prefix, const char *msg)
+{
+    int top = lua_gettop(L);
+    if (!msg) msg = "(non-string error)";
+    if (lua_checkstack(L, 4) && lua_rawgetp(L, LUA_REGISTRYINDEX, &ERROR_WRITER_KEY) == LUA_TFUNCTION) {
+        lua_pushfstring(L, "%s%s\n", prefix, msg);
+        if (lua_pcall(L, 1, 0, 0) == LUA_OK) {
+            lua_settop(L, top);
+            return;
+        }
+    }
+    lua_settop(L, top);
+    fprintf(stderr, "%s%s\n", prefix, msg);
 }
 
 static const kr_func core_funcs[] = {
@@ -395,6 +422,9 @@ static const kr_func core_funcs[] = {
     {"on_signal", l_on_signal, "on_signal(fn)", "nothing",
      "Calls `fn(name)` with `SIGINT` or `SIGTERM` when the process receives it. `fn` runs outside any task and "
      "must not wait; it typically spawns a task that cancels the run and cleans up."},
+    {"set_error_writer", l_set_error_writer, "set_error_writer(fn)", "nothing",
+     "Makes the host write its own error texts (an uncaught error, a failing HTTP handler) by calling "
+     "`fn(text)` instead of writing to stderr, so they pass the same filter as every other output."},
     {NULL, NULL, NULL, NULL, NULL}};
 
 static const kr_module core_module = {"kmsrun.core", "the event loop and task primitives the scheduler is built on", core_funcs};
