@@ -14,6 +14,7 @@ local time = require "kmsrun.time"
 local task = require "kmsrun.lib.task"
 local kms_config = require "kmsrun.kms.config"
 local hostport = require "kmsrun.targets.hostport"
+local local_attested = require "kmsrun.targets.local_attested"
 
 local T = {
   name = "local",
@@ -196,6 +197,8 @@ function T.auth_url_for_kms(run, auth)
 end
 
 function T.deploy(run, h)
+  local kerr = require("kmsrun.targets.knobs").refuse(h, T.name)
+  if kerr then return nil, kerr end
   local root, err = workspace(run)
   if not root then return nil, err end
   local fixed, ferr = fixed_port(run, h)
@@ -256,6 +259,11 @@ end
 function T.remove(run, h)
   if h.process and h.process:running() then h.process:kill(2) end
   return true
+end
+
+-- Attested callers (dsl/attested.lua): the simulator's Attest over the caller's key.
+function T.attester(run, of)
+  return local_attested.attester(run, of, function() return once(run, "local_simulator", start_simulator) end)
 end
 
 function T.log_tail(run, h, n)
