@@ -246,7 +246,7 @@ end)
 
 T.test("start: misuse raises, a busy port is returned", function()
   T.raises(function() auth.start({ prot = 1 }) end, "auth.server.start: unknown option 'prot'")
-  T.raises(function() auth.start({ port = "x" }) end, "option 'port' must be an integer, got string")
+  T.raises(function() auth.start({ port = "x" }) end, "option 'port' must be a number")
   T.raises(function() auth.start({ policy = { osImages = { print } } }) end, "auth.server.start: cannot encode a function")
   local a <close> = start({})
   local b, err, code = auth.start({ port = a.port })
