@@ -287,7 +287,7 @@ T.test("one registry lists every switch with its emulator and description", func
   end
   for _, name in ipairs { "skip-bootstrap-self-check", "skip-receiver-source-check", "skip-runtime-self-check",
     "allow-no-quote", "skip-kms-caller-check", "skip-app-check", "auth-ignore-os-image", "auth-ignore-device",
-    "auth-ignore-tcb-status" } do
+    "auth-ignore-tcb-status", "skip-os-image-verification", "skip-os-image-fill" } do
     T.ok(seen[name], name .. " is registered")
   end
   local split = assert(registry.split("skip-app-check,auth-ignore-device"))

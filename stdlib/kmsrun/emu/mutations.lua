@@ -23,6 +23,8 @@ M.SWITCHES = {
     description = "GetAppKey and SignCert serve any attested app without asking the webhook whether it may boot" },
   { name = "skip-os-image-verification", emulator = "kms", check = "verify_os_image_hash (core.image.verify)",
     description = "with image verification on, callers' OS images are accepted without being downloaded and checked" },
+  { name = "skip-os-image-fill", emulator = "kms", check = "os_image_hash fallback (Onboard receiver, old source)",
+    description = "a receiver checks an old-format source with its empty OS image hash instead of filling in its own" },
   { name = "auth-ignore-os-image", emulator = "auth", check = "osImages",
     description = "the auth server allows a boot whatever its OS image hash" },
   { name = "auth-ignore-device", emulator = "auth", check = "devices / allowAnyDevice",
