@@ -46,7 +46,7 @@ function kms(name, opts) end
 ---@param name_or_fn string|function
 function setup(name_or_fn) end
 
----Declares a named case: a function of steps. Cases run in order; by default the run stops at the first failing case (the rest are `skipped`), `--keep-going` continues. `opts.needs` lists cases (by name) this one builds on: selecting it with `--case` also runs those. `opts.tags` for `--tag`. `opts.timeout`: the case's deadline in seconds (default: the target's, 600 on sim); when it passes, what the case waits for is cancelled and the case ends as `timeout`, naming what it was waiting for.
+---Declares a named case: a function of steps. Cases run in order; by default the run stops at the first failing case (the rest are `skipped`), `--keep-going` continues. `opts.needs` lists cases (by name) this one builds on: selecting it with `--case` also runs those. `opts.tags` for `--tag`. `opts.timeout`: the case's deadline in seconds (default: the target's, 600 on sim); when it passes, what the case waits for is cancelled and the case ends as `timeout`, naming what it was waiting for. `opts.targets` (list of target names): the case runs only there and is `skipped` elsewhere, saying why (for a case needing what only some targets offer, e.g. attested callers on sim).
 ---@param name string
 function case(name) end
 
@@ -74,20 +74,21 @@ function capture_attestation(...) end
 ---@param opts? table
 function rpc(kms, method, body, opts) end
 
----Ends onboard mode with `GET /finish` (not POST) and expects `OK`; the KMS then serves `KMS.*` over TLS on its runtime endpoint, so the handle switches to runtime mode. Follow it with `wait_ready(kms)`.
+---Ends onboard mode with `GET /finish` (not POST) and expects `OK`; the KMS then serves `KMS.*` over TLS on its runtime endpoint, so the handle switches to runtime mode. Follow it with `wait_ready(kms)`. `opts.save = "name"` keeps the answer as evidence `rpc/<name>.json`, like `rpc`'s.
 ---@param kms kmsrun.kms
-function finish(kms) end
+---@param opts? table
+function finish(kms, opts) end
 
 ---The `source_url` another KMS must use to onboard from this one: its runtime prpc URL as seen from inside another CVM (`https://10.0.2.2:<port>/prpc` on vmm, loopback on sim), never the operator's `127.0.0.1`.
 ---@param kms kmsrun.kms
 function source_url(kms) end
 
----Replaces the auth server's policy atomically and confirms the server serves it before the next step (version and SHA-256 checked). `policy` is built by `deny_all()`, `allow(...)`, `deny_by_mr(...)`, or is a free-form auth-simple config table. The snapshot is saved as evidence `policies/<n>-<auth>.json` and every later step records which policy version was in force.
+---Replaces the auth server's policy atomically and confirms the server serves it before the next step (version and SHA-256 checked). `policy` is built by `deny_all()`, `allow(...)`, `deny_by_mr(...)`, `policy(name, config)`, or is a bare auth-simple config table (checked against auth-simple's schema: a wrong type or unknown key is an error, since auth-simple would silently deny everything or ignore the key). The snapshot is saved as evidence `policies/<n>-<auth>.json` and every later step records which policy version was in force.
 ---@param auth kmsrun.auth
 ---@param policy kmsrun.policy|table
 function set_policy(auth, policy) end
 
----Runs the functions concurrently and returns the first result of each, in order. The first error cancels the others (their cleanups run) and is raised.
+---Runs the functions concurrently and returns the first result of each, in order. The first error cancels the others (their cleanups run) and is raised. It is recorded as one step at its line (`parallel (N branches)`), like `step(name, fn)`: the branches' calls are part of it (each RPC is still its own transcript entry); inside a `step`, it is part of that step.
 ---@param ... function
 function parallel(...) end
 
@@ -127,9 +128,9 @@ function expect_error(res, match) end
 ---@param fields? table
 function expect_ok(res, fields) end
 
----Passes if `actual == expected` (strings, numbers, booleans). `what` names the comparison in the report.
----@param actual any
----@param expected any
+---Passes if `actual == expected` (strings, numbers, booleans). `what` names the comparison in the report. A nil on either side fails the step (it is not a runbook error, so `--keep-going` goes on): nil is most often a misspelt or missing field, and two nils would otherwise pass. To expect that a value is absent, write `expect(x == nil, "what")`.
+---@param actual? any
+---@param expected? any
 ---@param what string
 function expect_eq(actual, expected, what) end
 
@@ -141,9 +142,14 @@ function expect(condition, what) end
 ---The guide's deny baseline: `osImages = []`, `kms.mrAggregated = []` (denies every KMS; auth-simple then answers `OS image is not allowed`).
 function deny_all() end
 
----A policy that allows exactly these KMS instances: their observed `os_image_hash` in `osImages` and `mr_aggregated` in `kms.mrAggregated` (from `capture_attestation` in this run).
+---A policy that allows these KMS instances by identity: their observed `os_image_hash` in `osImages` and `mr_aggregated` in `kms.mrAggregated` (from `capture_attestation` in this run). It is lenient elsewhere, on purpose: it also sets `kms.allowAnyDevice = true` (any device id passes; `kms.devices` is empty) and `gatewayAppId = "any"`. For a policy that pins devices or apps, build the config and name it with `policy(name, config)`.
 ---@param ... kmsrun.kms
 function allow(...) end
+
+---Names a hand-built auth-simple config (`osImages`, `kms = {mrAggregated, devices, allowAnyDevice}`, `apps`, `gatewayAppId`, `allowedTcbStatuses`, `allowedAdvisoryIds`, ...) so steps and the evidence show `name`. The config is checked against auth-simple's schema: a wrong type (auth-simple would fall back to its deny-all defaults), a key auth-simple does not know (it would be ignored) or a `{description, config}` wrapper is an error at the runbook line. `set_policy(auth, config)` checks a bare config the same way.
+---@param name string
+---@param config table
+function policy(name, config) end
 
 ---A policy that allows the observed OS images of these KMS instances but no aggregated MR (an all-zero one), so the denial reason is `aggregated MR not allowed` rather than the OS image.
 ---@param ... kmsrun.kms

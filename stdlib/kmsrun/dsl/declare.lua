@@ -135,7 +135,7 @@ end)]],
     name = "case", group = "declare",
     signature = "case(name, [opts], fn)", returns = "nothing",
     args = { { "name", "string" } },
-    doc = [[Declares a named case: a function of steps. Cases run in order; by default the run stops at the first failing case (the rest are `skipped`), `--keep-going` continues. `opts.needs` lists cases (by name) this one builds on: selecting it with `--case` also runs those. `opts.tags` for `--tag`. `opts.timeout`: the case's deadline in seconds (default: the target's, 600 on sim); when it passes, what the case waits for is cancelled and the case ends as `timeout`, naming what it was waiting for.]],
+    doc = [[Declares a named case: a function of steps. Cases run in order; by default the run stops at the first failing case (the rest are `skipped`), `--keep-going` continues. `opts.needs` lists cases (by name) this one builds on: selecting it with `--case` also runs those. `opts.tags` for `--tag`. `opts.timeout`: the case's deadline in seconds (default: the target's, 600 on sim); when it passes, what the case waits for is cancelled and the case ends as `timeout`, naming what it was waiting for. `opts.targets` (list of target names): the case runs only there and is `skipped` elsewhere, saying why (for a case needing what only some targets offer, e.g. attested callers on sim).]],
     example = [[case("bootstrap is denied when self is not allowed", function()
   set_policy(auth_src, deny_by_mr(src))
   expect_error(rpc(src, "Onboard.Bootstrap", { domain = var.src_domain }), "KMS is not allowed to bootstrap: ")
@@ -146,16 +146,17 @@ end)]],
       if type(fn) ~= "function" then api.usage_error("case: fn must be a function") end
       if type(opts) ~= "table" then api.usage_error("case: opts must be a table") end
       for k in pairs(opts) do
-        if not ({ needs = 1, tags = 1, timeout = 1 })[k] then api.usage_error("case: unknown option '" .. tostring(k) .. "'") end
+        if not ({ needs = 1, tags = 1, timeout = 1, targets = 1 })[k] then api.usage_error("case: unknown option '" .. tostring(k) .. "'") end
       end
       want("case", "opts.needs", opts.needs, "list of strings")
       want("case", "opts.tags", opts.tags, "list of strings")
       want("case", "opts.timeout", opts.timeout, "positive number")
+      want("case", "opts.targets", opts.targets, "list of strings")
       for _, c in ipairs(spec.cases) do
         if c.name == name then api.usage_error(string.format("case: a case named %q already exists", name)) end
       end
       spec.cases[#spec.cases + 1] = { id = #spec.cases + 1, name = name, fn = fn, needs = opts.needs or {},
-        tags = opts.tags or {}, timeout = opts.timeout, location = api.runbook_location() }
+        tags = opts.tags or {}, timeout = opts.timeout, targets = opts.targets, location = api.runbook_location() }
     end,
   }
 

@@ -79,10 +79,8 @@ end
 -- Returns the analysis {issues, spec, target, vars, recordings, refs, world, ...}
 -- or nil, message for a command-line mistake (unknown target, --var or --case).
 function M.run(path, opts)
-  local f, ferr = io.open(path, "r")
-  if not f then return nil, "cannot open runbook: " .. tostring(ferr) end
-  local text = f:read("a")
-  f:close()
+  local text, ferr = require("kmsrun.run.source").read(path)
+  if not text then return nil, ferr end
   local chunkname = "@" .. path
   local short_src = debug.getinfo(load("return", chunkname), "S").short_src
   local ctx = { path = path, text = text, secrets = {}, phase = "load", var_decls = {}, var_values = {},
@@ -92,6 +90,14 @@ function M.run(path, opts)
   if not target then return nil, terr end
   local a = { ctx = ctx, issues = ctx.issues, target = target, path = path }
 
+  -- var is readable once the header declares it, as at run time (runbook.lua).
+  ctx.on_header = function()
+    local h = ctx.spec.header or {}
+    local v = vars_mod.resolve(type(h.vars) == "table" and h.vars or {}, target, opts.vars)
+    if not v then return end -- an unknown --var: reported after loading
+    ctx.var_decls, ctx.var_values, ctx.vars_at_load = v.decls, v.values, true
+    for _, name in ipairs(v.missing) do ctx.var_missing[name] = true end
+  end
   local env = env_mod.new(ctx)
   a.spec = ctx.spec
   local chunk, err = load(text, chunkname, "t", env)
