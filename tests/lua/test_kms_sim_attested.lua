@@ -116,6 +116,14 @@ T.test("SignCert: a real CSR gets a chain that verifies against the KMS CA", fun
   -- The app CA is derived per app: the same app gets the same CA key, another app another.
   local again = sign_cert(h, (app:cert_request({ subject = "x" }))).json.certificate_chain
   T.eq(crypto.parse_cert(again[2]).public_key_der, ca.public_key_der)
+  -- Validity and organisation from the request.
+  local now = os.time()
+  local timed = sign_cert(h, (app:cert_request({ subject = "t", org_name = "Wallet Inc", not_before = now - 60, not_after = now + 3600 })))
+  T.eq(timed.status, 200, timed.body)
+  local t = crypto.parse_cert(timed.json.certificate_chain[1])
+  T.ok(math.abs(t.not_before - (now - 60)) <= 2 and math.abs(t.not_after - (now + 3600)) <= 2, "validity as requested")
+  T.eq(t.subject_fields.O, "Wallet Inc")
+  T.eq(t.extensions[A.OID], nil, "no attestation without ext_quote")
   -- V1 requests are upgraded and signed too.
   local v1 = sign_cert(h, (app:cert_request({ subject = "v1" }, 1)))
   T.eq(v1.status, 200, v1.body)
