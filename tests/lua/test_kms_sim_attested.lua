@@ -298,6 +298,8 @@ T.test("one registry lists every switch with its emulator and description", func
     "auth-ignore-tcb-status", "skip-os-image-verification", "skip-os-image-fill" } do
     T.ok(seen[name], name .. " is registered")
   end
+  T.eq(registry.find("skip-os-image-fill").knob, "old_format_cert")
+  T.eq(registry.find("skip-os-image-verification").knob, "verify_images")
   local split = assert(registry.split("skip-app-check,auth-ignore-device"))
   T.eq(split.kms[1], "skip-app-check"); T.eq(split.auth[1], "auth-ignore-device")
   T.match(select(2, registry.split("nope")), "^unknown mutation 'nope'")
