@@ -89,7 +89,6 @@ function M.attester(run, of, sim_state)
   a.summary = {
     app_id = info.app_id, instance_id = info.instance_id, device_id = info.device_id,
     compose_hash = info.compose_hash or (type(tcb) == "table" and tcb.compose_hash) or nil,
-    mr_system = nil,
     os_image_hash = info.os_image_hash, mr_aggregated = info.mr_aggregated, tcb_status = nil,
   }
   return a
