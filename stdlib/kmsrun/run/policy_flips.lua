@@ -49,8 +49,10 @@ function Run:start_auth(auth)
     end
   else
     self.evidence:mkdir("logs")
+    -- TEST ONLY: the target's share of sim_mutation for the auth emulator (targets/sim.lua).
+    local mutations = self.target.auth_mutations and self.target.auth_mutations(self) or nil
     local srv, err = server.start { host = "127.0.0.1", port = 0, policy = initial.config,
-      log_path = self.evidence:path("logs/" .. auth.name .. ".decisions.ndjson") }
+      log_path = self.evidence:path("logs/" .. auth.name .. ".decisions.ndjson"), mutations = mutations }
     if not srv then
       self.infra_error = true
       error("cannot start auth server " .. auth.name .. ": " .. tostring(err), 0)
