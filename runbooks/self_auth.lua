@@ -24,6 +24,10 @@ local dst = kms("kms-dst", { auth = auth_dst })
 local bare = kms("kms-noattest", { auth = auth_src, attestation = false })
 -- Case 6: an app CVM's identity (sim: derived like the emulator's own; nothing deployed).
 local intruder = app("intruder", { compose = "services: {intruder: {image: evil:1}}" })
+local legacy = app("legacy", { compose = "services: {legacy: {image: legacy:1}}", image = "dstack-0.5.3-sim" })
+-- Case 6 deploys it (sim only): a KMS verifying its callers' OS images (core.image.verify)
+-- against an image server that has only its own image.
+local verifier = kms("kms-verifier", { auth = auth_src, image = "dstack-0.5.7-sim", verify_images = { "dstack-0.5.7-sim" } })
 
 -- A policy for kms-src's webhook allowing kms-src by MR, with one rule changed.
 local function src_rule(name, over)
@@ -123,4 +127,17 @@ case("with the self-check passing, the caller checks still refuse callers the we
   local app_client = attested_client(intruder, { kms = src })
   expect_error(rpc(src, "KMS.GetAppKey", { api_version = 1, vm_config = app_client.vm_config }, { client_cert = app_client }),
     "App not allowed: Boot denied: app not registered")
+  -- A KMS that verifies OS images refuses a caller whose image it cannot download and
+  -- check, even though the policy allows that app.
+  deploy(verifier)
+  wait_ready(verifier)
+  capture_attestation(verifier)
+  set_policy(auth_src, allow(src, verifier))
+  expect_ok(rpc(verifier, "Onboard.Bootstrap", { domain = "kms-verifier.example.test" }))
+  finish(verifier)
+  wait_ready(verifier)
+  local old_image = attested_client(legacy, { kms = verifier })
+  set_policy(auth_src, allow_apps(allow(src, verifier), old_image))
+  expect_error(rpc(verifier, "KMS.GetAppKey", { api_version = 1, vm_config = old_image.vm_config }, { client_cert = old_image }),
+    "App not allowed: Failed to verify os image hash: Failed to verify os image hash: Failed to download image: ")
 end)
