@@ -107,10 +107,16 @@ function Run:run_cases(cases, stop)
       self.timed_out = true
       self.error = "the run's deadline (--timeout) passed"
     end
-    if stop or self.interrupted then
+    local elsewhere = c.targets and not (function()
+      for _, t in ipairs(c.targets) do if t == self.target.name then return true end end
+    end)()
+    if stop or self.interrupted or elsewhere then
       c.status = "skipped"
-      c.skip_reason = self.interrupted and "run interrupted" or "an earlier failure stopped the run (use --keep-going)"
+      c.skip_reason = self.interrupted and "run interrupted"
+        or (not stop and elsewhere) and string.format("runs on target %s only (this run: %s)", table.concat(c.targets, ", "), self.target.name)
+        or "an earlier failure stopped the run (use --keep-going)"
       events.emit("case_end", { case = c.name, id = c.id, status = "skipped", duration = 0, reason = c.skip_reason })
+      if elsewhere and not stop then self.console:line(string.format("case %d/%d: %s: skipped, %s", i, #cases, c.name, c.skip_reason)) end
     else
       self.console:case_start(c, i, #cases)
       events.emit("case_start", { case = c.name, id = c.id })

@@ -52,7 +52,12 @@ function Run:rpc(h, method, body, opts)
     request = body, status = res and res.status, response = res and res.body, error = res and res.error or err,
     transport_error = code, duration = res and res.time })
   if not res then
-    steps.fail("an HTTP response from " .. h.name .. " " .. method, string.format("%s (%s)", err, code), self:log_tail(h),
+    -- An instance that died under the call is a crash, not a network problem: say so
+    -- (the code stays TRANSPORT, "no HTTP answer"; the wording names the crash).
+    local gone = code ~= "ETIMEDOUT" and self.target.exited and self.target.exited(self, h)
+    local actual = gone and string.format("%s crashed during the call: %s (the client saw: %s, %s)", h.name, gone, err, code)
+      or string.format("%s (%s)", err, code)
+    steps.fail("an HTTP response from " .. h.name .. " " .. method, actual, self:log_tail(h),
       code == "ETIMEDOUT" and "TIMEOUT" or "TRANSPORT")
   end
   res.transcript_seq = seq -- which transcript entry expect_error / expect_ok judge
