@@ -150,7 +150,7 @@ function T.deploy(run, h)
   if not okv then return nil, verr end
   local s, err = session.get(run)
   if not s then return nil, err end
-  local okn, nerr = network.check(run, s.remote, run.runbook.auths)
+  local okn, nerr = network.check(run, s.remote, run.runbook.auths, s.networking)
   if not okn then return nil, nerr end
   T.wait_defaults.timeout = tonumber(run.vars.vmm_ready_timeout) or T.wait_defaults.timeout
   local os_image, ierr = check_image(run, s, h)
@@ -165,7 +165,7 @@ function T.deploy(run, h)
     name = "kmsrun-" .. h.name .. "-" .. crypto.hex(crypto.random(3)), vmm = tostring(s.client):gsub("^VMM ", ""),
     os_image = os_image, kms_image = run.vars.kms_image, compose_file = built.compose_file,
     compose_hash = built.compose_hash, app_id = built.app_id, guest_agent = h.spec.attestation ~= false,
-    key_provider = key_provider, boot = {},
+    key_provider = key_provider, vmm_version = s.version, vmm_networking = s.networking, boot = {},
   }
   h.vm = v
   run.evidence:write("vm/" .. h.name .. ".app-compose.json", built.compose_file)
