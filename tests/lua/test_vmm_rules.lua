@@ -44,6 +44,24 @@ T.test("host ports: the VMM's range is enforced; vmm_port_range keeps kmsrun ins
   fake:stop()
 end, { timeout = 90 })
 
+T.test("a port the VMM reports as clashing is retried on another one in the range", function()
+  local fake = H.fake_vmm({ "--record", H.tmpdir("rec") .. "/requests" })
+  local cf = compose.build { name = "holder", kms_image = "x/y:z", webhook_url = "http://10.0.2.2:1" }
+  -- A stopped VM holds three of the five ports (nothing listens on them here: only the VMM knows).
+  local held = {}
+  for i, vm_port in ipairs({ 8000, 8090, 9000 }) do
+    held[i] = { protocol = "tcp", host_address = "127.0.0.1", host_port = 15200 + i - 1, vm_port = vm_port }
+  end
+  assert(fake.client:call("CreateVm", { name = "holder", image = "dstack-0.5.7", compose_file = cf.compose_file,
+    ports = held, stopped = true }))
+  local r = H.kmsrun(vmm_args(fake, { "--var", "vmm_port_range=15200-15204" }))
+  T.eq(r.code, 0, r.output)
+  local rec = record(r)
+  local got = { math.min(rec.host_port, rec.guest_agent_port), math.max(rec.host_port, rec.guest_agent_port) }
+  T.eq(got, { 15203, 15204 }, "the two ports the VMM does not hold")
+  fake:stop()
+end)
+
 T.test("ports: ranges parse, picks stay inside and above 1023, errors are classified", function()
   local rs = assert(ports.parse_range("1-20000"))
   for _ = 1, 50 do
