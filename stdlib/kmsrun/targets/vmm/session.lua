@@ -88,7 +88,7 @@ local function build(run)
   local where = client.parse_url(url)
   -- Status tells whether port forwards are enabled at all ([cvm.port_mapping]
   -- enabled, false in upstream's vmm.toml); without them no KMS is reachable.
-  local st = c:call("Status", { brief = true, page = 1, page_size = 1 })
+  local st = c:call("Status", { brief = true })
   if type(st) == "table" and st.port_mapping_enabled == false then
     return nil, "the VMM has port mapping disabled: set `[cvm.port_mapping] enabled = true` in its vmm.toml "
       .. "(with a range that holds vmm_port_range); kmsrun reaches every KMS through a port forward"
