@@ -112,6 +112,16 @@ T.test("an image without boot progress (N/A) is not waited on: readiness is prob
   fake:stop()
 end)
 
+T.test("a kms_image tagged below 0.5.9 is flagged (self-authorization needs dstack-kms >= 0.5.9)", function()
+  local fake = H.fake_vmm()
+  local args = vmm_args(fake)
+  for i, a in ipairs(args) do if a:match("^kms_image=") then args[i] = "kms_image=example.test/dstack-kms:0.5.8" end end
+  local r = H.kmsrun(args)
+  T.eq(r.code, 0, r.output)
+  T.contains(r.output, "older than dstack-kms 0.5.9")
+  fake:stop()
+end)
+
 T.test("the plain dstack-X.Y.Z image is preferred to nvidia and dev ones of the same version", function()
   local fake = H.fake_vmm({ "--image", "dstack-nvidia-0.5.8", "--image", "dstack-dev-0.5.8", "--image", "dstack-0.5.8",
     "--image", "dstack-0.5.7", "--image", "dstack-nvidia-dev-0.5.9" })

@@ -139,6 +139,12 @@ local function check_image(run, s, h)
     return nil, "the vmm target runs a prebuilt KMS docker image in each CVM: give --var kms_image=REGISTRY/IMAGE:TAG"
   end
   if kms_image:find("[%s'\"]") then return nil, "kms_image must not contain spaces or quotes: " .. kms_image end
+  -- Self-authorization (the KMS checking itself and its source) came with dstack-kms 0.5.9.
+  local a, b, c = kms_image:match(":v?(%d+)%.(%d+)%.(%d+)$")
+  if a and (tonumber(a) * 1e6 + tonumber(b) * 1e3 + tonumber(c)) < 5009 and not run.kms_image_warned then
+    run.kms_image_warned = true
+    run:note(string.format("kms_image %s is older than dstack-kms 0.5.9: self-authorization cases need 0.5.9 or newer", kms_image))
+  end
   if h.spec.image and h.spec.image ~= s.image then return session.check_image(s, h.spec.image) end
   return s.image
 end
