@@ -10,7 +10,12 @@ M.methods = Run
 
 local Timeout = {}
 Timeout.__index = Timeout
-Timeout.__tostring = function(t) return string.format("%s timed out after %g s; waiting for: %s", t.what, t.seconds, t.waiting) end
+Timeout.__tostring = function(t)
+  -- An enclosing deadline that had already passed leaves no time at all: never a
+  -- negative duration ("timed out after -0.0044 s").
+  if t.seconds <= 0 then return string.format("%s timed out: its deadline had already passed; waiting for: %s", t.what, t.waiting) end
+  return string.format("%s timed out after %g s; waiting for: %s", t.what, t.seconds, t.waiting)
+end
 M.Timeout = Timeout
 
 function M.is_timeout(e) return getmetatable(e) == Timeout end
