@@ -14,6 +14,12 @@ local M = {}
 function M.open(dir)
   local ok, err, code = fs.mkdir(dir, { mode = 448 })
   if not ok then return nil, err, code end
+  -- A directory that exists but cannot be written (read-only, full) is said now,
+  -- with its cause, not as the failures of everything that would write there.
+  local probe = dir .. "/.kmsrun-write-probe"
+  ok, err, code = fs.write(probe, "kmsrun", { mode = 384 })
+  fs.remove(probe)
+  if not ok then return nil, "cannot write in " .. dir .. ": " .. tostring(err), code end
   return setmetatable({ dir = dir, files = {} }, Evidence)
 end
 
