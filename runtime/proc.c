@@ -1,7 +1,7 @@
 #include "proc.h"
-#include "task.h"
 
 #include <errno.h>
+#include <event2/event.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -124,10 +124,10 @@ fail:;
     _exit(127);
 }
 
-kr_proc *kr_proc_spawn(const kr_spawn_opts *o, char *errmsg, size_t errlen)
+kr_proc *kr_proc_spawn(struct event_base *base, const kr_spawn_opts *o, char *errmsg, size_t errlen)
 {
     if (!sigchld_ev) {
-        sigchld_ev = evsignal_new(kr_loop_base(), SIGCHLD, sigchld_cb, NULL);
+        sigchld_ev = evsignal_new(base, SIGCHLD, sigchld_cb, NULL);
         evsignal_add(sigchld_ev, NULL);
     }
     int pipefd[2];

@@ -101,6 +101,17 @@ function Task:cancel()
   return core.cancel(self.co)
 end
 
+--- Ends the task for good, with `err` (default "killed") as its error: for a task
+-- that caught `cancelled` and ran on. What it waits for is aborted and its pending
+-- to-be-closed variables are closed; no pcall inside it can stop this.
+function Task:kill(err)
+  if self.done then return false end
+  if self.co == coroutine.running() then error("task:kill: a task cannot kill itself", 2) end
+  core.kill(self.co)
+  finish(self, false, err == nil and "killed" or err)
+  return true
+end
+
 --- What the task is waiting for right now (for diagnostics), or nil.
 function Task:waiting()
   return (not self.done) and core.waiting(self.co) or nil

@@ -65,9 +65,11 @@ function T.deploy(run, h)
       tostring(perr))
   end
   local config = work .. "/kms.toml"
+  local images, ierr = attested.image_server(run, h)
+  if ierr then return nil, ierr end
   local ok, werr = fs.write(config, kms_config.toml {
     cert_dir = cert_dir, port = 0, address = "127.0.0.1",
-    webhook_url = h.auth_url, site_name = h.name,
+    webhook_url = h.auth_url, site_name = h.name, image_download_url = images,
   })
   if not ok then return nil, werr end
   h.sim_salt = crypto.hex(crypto.random(16))
