@@ -47,8 +47,13 @@ function Run:write_outputs()
   -- Values scrubbed before they were escaped (report/results.lua): written as is.
   ok, err = self.evidence:write("junit.xml", report.junit(self), { scrubbed = true })
   if not ok then failed("junit.xml", err) end
-  for _, h in ipairs(self.runbook.kmss) do
-    if h.log_path then self.evidence:scrub_file("logs/" .. h.name .. ".log") end
+  -- Every file passes the scrubber again before it is archived: the logs others
+  -- wrote (the emulators', the auth servers' decision logs), and what was written
+  -- before a value in it was marked secret (attestation captured, then secret()).
+  for _, rel in ipairs(self.evidence:list()) do
+    if rel ~= "report.json" and rel ~= "junit.xml" and rel ~= "MANIFEST.sha256" and not rel:match("%.tar%.gz$") then
+      self.evidence:scrub_file(rel)
+    end
   end
   local name = self.evidence.dir:match("([^/]+)/*$")
   local path, err = self.evidence:archive(name)
