@@ -85,7 +85,7 @@ function M.new(ctx)
   local d, spec = declare.new()
   ctx.spec = spec
   ctx.world = require("kmsrun.cli.check.world").new(spec)
-  local real = runbook.environment(d, { proxy = {} })
+  local real = runbook.environment(d, { proxy = {} }, nil, function() return spec.header end)
   local actions = dry.new(ctx)
   local env = {}
   for name, v in pairs(real) do
