@@ -53,6 +53,8 @@ function M.parse_for(command, args, usage)
       return nil, 2
     end
   end
+  -- What the run would be granted, the analysis grants (and reports the rest).
+  require("kmsrun.run.host_access").flag = opts.host_access == true
   return opts
 end
 

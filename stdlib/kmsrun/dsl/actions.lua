@@ -194,8 +194,8 @@ M.rpc = api.define {
   example = [[local res = rpc(src, "Onboard.Bootstrap", { domain = var.src_domain }, { save = "bootstrap-src-denied" })
 expect_error(res, "KMS is not allowed to bootstrap: boot denied: ")]],
   fn = function(h, method, body, opts)
-    require_deployed(h, "rpc")
     if opts and opts.save ~= nil then check_save_name("rpc: opts.save", opts.save) end
+    require_deployed(h, "rpc")
     return steps.run(string.format("rpc %s %s", h.name, method), function(step)
       local res = run():rpc(h, method, body, opts or {})
       step.actual = string.format("HTTP %d%s", res.status, res.error and (": " .. res.error) or "")

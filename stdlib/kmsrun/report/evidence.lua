@@ -27,7 +27,7 @@ function M.check_name(name)
   if type(name) ~= "string" or name == "" then return "a file name must be a non-empty string" end
   if name:sub(1, 1) == "/" then return "'" .. name .. "' is an absolute path; names are relative to the output directory" end
   for part in name:gmatch("[^/]+") do
-    if part == ".." then return "'" .. name .. "' would leave the output directory ('..')" end
+    if part == ".." then return "'" .. name .. "' would leave the output directory ('..'); names are relative to the output directory" end
   end
   if name:find("[%z\1-\31]") then return "a file name cannot hold control characters" end
   return nil

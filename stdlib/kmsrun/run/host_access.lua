@@ -29,10 +29,17 @@ function M.granted(header)
   return M.flag == true or (type(header) == "table" and header.host_access == true)
 end
 
-local function denied(what)
-  api.usage_error(string.format("%s needs host access: a runbook gets the DSL and the safe standard libraries; "
-    .. "declare runbook{host_access = true} or run with --host-access to use it", what))
+--- Why `what` cannot be used (the same text at run time and from `kmsrun check`).
+function M.message(what)
+  if what == "os.exit" then
+    return "os.exit is not available to runbooks: the run ends through its teardown, cleanups and report; "
+      .. "raise an error() to stop a case"
+  end
+  return string.format("%s needs host access: a runbook gets the DSL and the safe standard libraries; "
+    .. "declare runbook{host_access = true} or run with --host-access to use it", what)
 end
+
+local function denied(what) api.usage_error(M.message(what)) end
 M.denied = denied
 
 -- os.execute as a child of the run: waits without blocking the loop, so a
@@ -56,10 +63,7 @@ function M.install(env, header)
   local host_os = { execute = execute, remove = os.remove, rename = os.rename, tmpname = os.tmpname,
     setlocale = os.setlocale }
   env.os = setmetatable(safe_os, { __index = function(_, k)
-    if k == "exit" then
-      api.usage_error("os.exit is not available to runbooks: the run ends through its teardown, cleanups and "
-        .. "report; raise an error() to stop a case")
-    end
+    if k == "exit" then denied("os.exit") end
     if M.HOST.os[k] then
       if not ok() then denied("os." .. tostring(k)) end
       return host_os[k]

@@ -82,6 +82,7 @@ end
 function M.check_work_dir(path, out_abs)
   local p, err = clean_abs(path)
   if not p then return nil, err end
+  if p == "/" then return nil, "refusing to remove /" end
   local inside_out = out_abs and p:sub(1, #out_abs + 1) == out_abs .. "/"
   local base = M.tmp_base()
   local name = p:sub(#base + 2)
