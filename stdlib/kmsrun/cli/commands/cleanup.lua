@@ -136,6 +136,12 @@ return function(args)
     return exit_codes.USAGE
   end
   if not fs.exists(ledger) then
+    local marker = dir .. "/" .. outdir.LOCK
+    if fs.exists(marker) and select(3, fs.lock(marker)) == "EBUSY" then
+      io.stderr:write("kmsrun cleanup: the run that writes ", dir, " is still running and has registered nothing ",
+        "yet; it cleans up itself when it ends\n")
+      return exit_codes.USAGE
+    end
     io.stderr:write("kmsrun cleanup: no cleanup ledger in ", dir, " (", ledger, " does not exist): nothing was registered there\n")
     return exit_codes.USAGE
   end
