@@ -116,6 +116,12 @@ function M.new(ctx)
       if not host.granted(spec.header) then mistake(ctx, host.message("require '" .. name .. "'")) end
       return unknown.new("require " .. name)
     end,
+    -- Any other module: reported like at run time without host access, inert with it.
+    fallback = function(name)
+      local host = require "kmsrun.run.host_access"
+      if not host.granted(spec.header) then api.usage_error(host.message("require '" .. name .. "'")) end
+      return unknown.new("require " .. name)
+    end,
     env = function()
       return runbook.module_environment(req, function(name, known)
         local hint = api.functions[name] and (" (a helper module gets the DSL explicitly: local dsl = require \"kmsrun.dsl\")")
