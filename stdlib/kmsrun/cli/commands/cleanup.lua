@@ -121,7 +121,7 @@ local function parse_args(args)
   return o
 end
 
-return function(args)
+local function main(args)
   local o, perr = parse_args(args)
   if not o then
     io.stderr:write("kmsrun cleanup: ", perr, "\n", USAGE)
@@ -228,3 +228,6 @@ return function(args)
   end
   return exit_codes.OK
 end
+
+-- The command, and its parts for the fuzz harness (tests/fuzz/fuzz_ledger.c).
+return setmetatable({ read_ledger = read_ledger, undo = UNDO }, { __call = function(_, args) return main(args) end })
