@@ -67,6 +67,13 @@ static int is_task(lua_State *L)
 
 struct event_base *kr_loop_base(void) { return loop.base; }
 
+/* Inside the scheduler there is no caller to raise an error to. */
+static void out_of_memory(const char *doing)
+{
+    fprintf(stderr, "kmsrun: out of memory %s\n", doing);
+    abort();
+}
+
 static long long now_ns(void)
 {
     struct timespec ts;
@@ -188,6 +195,7 @@ static void resume(kr_wait *w)
         if (!find_wait(loop.L, -1)) {
             /* A plain coroutine.yield() inside a task: let others run, then continue. */
             kr_wait *again = calloc(1, sizeof *again);
+            if (!again) out_of_memory("resuming a yielded task");
             again->co = co;
             lua_pushvalue(loop.L, -1);
             again->co_ref = luaL_ref(loop.L, LUA_REGISTRYINDEX);
@@ -201,7 +209,7 @@ static void resume(kr_wait *w)
         /* Task bodies run under xpcall in task.lua, so this is a host bug or an
          * error raised while handling an error: report it and stop. */
         const char *msg = lua_tostring(co, -1);
-        fprintf(stderr, "kmsrun: uncaught error in task: %s\n", msg ? msg : "(non-string error)");
+        kr_error_write(loop.L, "kmsrun: uncaught error in task: ", msg);
         loop.stopped = 2;
         event_base_loopbreak(loop.base);
     }
@@ -236,14 +244,19 @@ kr_wait *kr_wait_new(lua_State *L, const char *what, kr_push_fn push, kr_cancel_
 {
     kr_task_check(L, what);
     kr_wait *w = calloc(1, sizeof *w);
-    if (!w) luaL_error(L, "%s: out of memory", what);
+    char *copy = strdup(what);
+    if (!w || !copy) {
+        free(w);
+        free(copy);
+        luaL_error(L, "%s: out of memory", what);
+    }
     w->co = L;
     lua_pushthread(L);
     w->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     w->push = push;
     w->cancel = cancel;
     w->ctx = ctx;
-    w->what = strdup(what);
+    w->what = copy;
     w->state = W_PENDING;
     w->start_nargs = -1;
     w->kind = K_WAIT;
@@ -291,20 +304,26 @@ static int l_start(lua_State *L)
     if (lua_status(co) != LUA_OK || lua_gettop(co) != 1 || !lua_isfunction(co, 1))
         return kr_error(L, "coroutine must be fresh (created by coroutine.create, not yet resumed)");
     int nargs = lua_gettop(L) - 1;
+    kr_wait *w = calloc(1, sizeof *w);
+    char *what = strdup("start");
+    if (!w || !what) {
+        free(w);
+        free(what);
+        return luaL_error(L, "core.start: out of memory");
+    }
     lua_rawgetp(L, LUA_REGISTRYINDEX, &TASKS_KEY);
     lua_pushvalue(L, 1);
     lua_pushboolean(L, 1);
     lua_rawset(L, -3);
     lua_pop(L, 1);
     lua_xmove(L, co, nargs);
-    kr_wait *w = calloc(1, sizeof *w);
     w->co = co;
     lua_pushvalue(L, 1);
     w->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     w->start_nargs = nargs;
     w->kind = K_START;
     w->state = W_READY;
-    w->what = strdup("start");
+    w->what = what;
     set_wait_entry(co, w);
     enqueue(w);
     return 0;
@@ -341,6 +360,7 @@ static int l_suspend(lua_State *L)
     const char *what = luaL_optstring(L, 1, "suspend");
     kr_task_check(L, what); /* before the allocation: kr_wait_new would raise and leak it */
     wake_ctx *c = calloc(1, sizeof *c);
+    if (!c) return luaL_error(L, "%s: out of memory", what);
     c->ref = LUA_NOREF;
     kr_wait *w = kr_wait_new(L, what, push_woken, cancel_woken, c);
     return kr_wait_yield(L, w);
@@ -467,7 +487,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     }
     lua_pushstring(L, sig == SIGINT ? "SIGINT" : sig == SIGHUP ? "SIGHUP" : "SIGTERM");
     if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
-        fprintf(stderr, "kmsrun: signal handler failed: %s\n", lua_tostring(L, -1));
+        kr_error_write(L, "kmsrun: signal handler failed: ", lua_tostring(L, -1));
         lua_pop(L, 1);
     }
 }
@@ -478,6 +498,33 @@ static int l_on_signal(lua_State *L)
     lua_pushvalue(L, 1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &SIGNAL_KEY);
     return 0;
+}
+
+/* The host's own error texts go through the writer Lua installs (the terminal's
+ * redaction boundary), so a secret inside an error message is scrubbed there too. */
+static char ERROR_WRITER_KEY;
+
+static int l_set_error_writer(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_pushvalue(L, 1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &ERROR_WRITER_KEY);
+    return 0;
+}
+
+void kr_error_write(lua_State *L, const char *prefix, const char *msg)
+{
+    int top = lua_gettop(L);
+    if (!msg) msg = "(non-string error)";
+    if (lua_checkstack(L, 4) && lua_rawgetp(L, LUA_REGISTRYINDEX, &ERROR_WRITER_KEY) == LUA_TFUNCTION) {
+        lua_pushfstring(L, "%s%s\n", prefix, msg);
+        if (lua_pcall(L, 1, 0, 0) == LUA_OK) {
+            lua_settop(L, top);
+            return;
+        }
+    }
+    lua_settop(L, top);
+    fprintf(stderr, "%s%s\n", prefix, msg);
 }
 
 static const kr_func core_funcs[] = {
@@ -507,6 +554,9 @@ static const kr_func core_funcs[] = {
      "task and must not wait; it typically spawns a task that cancels the run and cleans up. Busy Lua code is "
      "preempted every few milliseconds (a count hook yields the running task), so signals and timers reach "
      "code that never waits."},
+    {"set_error_writer", l_set_error_writer, "set_error_writer(fn)", "nothing",
+     "Makes the host write its own error texts (an uncaught error, a failing HTTP handler) by calling "
+     "`fn(text)` instead of writing to stderr, so they pass the same filter as every other output."},
     {NULL, NULL, NULL, NULL, NULL}};
 
 static const kr_module core_module = {"kmsrun.core", "the event loop and task primitives the scheduler is built on", core_funcs};

@@ -1,5 +1,5 @@
 /* libFuzzer harness: arbitrary bytes as a run's ledger.ndjson, read by `kmsrun
- * cleanup` (cli/commands/cleanup.lua) and every entry examined by the undo
+ * cleanup` (cli/cleanup/ledger.lua) and every entry examined by the undo
  * functions in dry-run mode, after the checks of cli/cleanup/trust.lua. The
  * ledger is hostile input: parsing and checking it must never raise, and in
  * dry-run nothing may be signalled, removed or written. The harness makes the
@@ -21,7 +21,8 @@ static const char DRIVER[] =
     "local dir = ...\n"
     "local fs = require 'kmsrun.fs'\n"
     "local proc = require 'kmsrun.proc'\n"
-    "local cleanup = require 'kmsrun.cli.commands.cleanup'\n"
+    "local ledger = require 'kmsrun.cli.cleanup.ledger'\n"
+    "local undo = require 'kmsrun.cli.cleanup.undo'\n"
     "local trust = require 'kmsrun.cli.cleanup.trust'\n"
     "local write, remove, spawn = fs.write, fs.remove, proc.spawn\n"
     "local function forbid(what) return function() error('dry run reached ' .. what, 0) end end\n"
@@ -31,13 +32,13 @@ static const char DRIVER[] =
     "  assert(write(dir .. '/ledger.ndjson', data))\n"
     "  fs.write, fs.remove, proc.spawn = forbid('fs.write'), forbid('fs.remove'), forbid('proc.spawn')\n"
     "  local ok, err = pcall(function()\n"
-    "    local regs, bad = cleanup.read_ledger(dir)\n"
+    "    local regs, bad = ledger.read(dir)\n"
     "    assert(regs, 'read_ledger failed on a readable ledger: ' .. tostring(bad))\n"
     "    assert(type(bad) == 'table', 'read_ledger: no list of bad lines')\n"
     "    local opts = { dry_run = true, grace = 0, run = regs.run, out_abs = dir }\n"
     "    for i = #regs, 1, -1 do\n"
     "      local r = regs[i]\n"
-    "      local fn = type(r.undo) == 'table' and cleanup.undo[r.undo.kind]\n"
+    "      local fn = type(r.undo) == 'table' and undo[r.undo.kind]\n"
     "      if fn then\n"
     "        local good, msg = fn(r.undo, r, opts)\n"
     "        assert(type(msg) == 'string', 'an undo gave no message')\n"

@@ -3,7 +3,8 @@
  * of `kmsrun replay --curl` (cli/replay/curl.lua). A transcript can be tampered
  * with, so: reading it never raises, and the script it gives never runs anything
  * but curl: every line is empty, a comment, or one curl command whose words are
- * all single-quoted or fixed options, with no control character anywhere.
+ * all single-quoted or plain (letters, digits, - _ . / : =: no shell
+ * metacharacter), with no control character anywhere.
  *
  *   build-fuzz/fuzz_replay -max_total_time=120 tests/fuzz/corpus/fuzz_replay
  */
@@ -30,7 +31,7 @@ static const char DRIVER[] =
     "  while rest ~= '' do\n"
     "    local word, after = rest:match(\"^('[^']*')(.*)$\")\n"
     "    if not word then word, after = rest:match(\"^(\\\\')(.*)$\") end\n"
-    "    if not word then word, after = rest:match('^(%-[%w%-]+)(.*)$') end\n"
+    "    if not word then word, after = rest:match('^([%w%-_%./:=]+)(.*)$') end -- no shell metacharacter\n"
     "    if not word then word, after = rest:match('^( )(.*)$') end\n"
     "    if not word then return false end\n"
     "    rest = after\n"

@@ -131,9 +131,10 @@ T.test("save and rpc{save} names cannot leave the output directory", function()
   for i, body in ipairs {
     [[save("../../escaped", "x")]],
     [[save("/tmp/escaped-abs", "x")]],
-    [[local k = kms("k") rpc(k, "Onboard.GetAttestationInfo", {}, { save = "../../escaped" })]],
+    [[rpc(k, "Onboard.GetAttestationInfo", {}, { save = "../../escaped" })]],
   } do
-    local rb = H.runbook(d, "save" .. i, "runbook { description = 'escape' }\ncase('escape', function() " .. body .. " end)\n")
+    local rb = H.runbook(d, "save" .. i, "runbook { description = 'escape' }\nlocal k = kms('k', { auth = auth_server('a') })\n"
+      .. "case('escape', function() " .. body .. " end)\n")
     local code, log = H.run(d, { "--out", d .. "/out" .. i, rb })
     T.eq(code, 2, log)
     T.match(log, "relative to the output directory") -- '..' and absolute names alike

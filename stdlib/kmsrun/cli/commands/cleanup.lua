@@ -55,46 +55,7 @@ local UNDO = require "kmsrun.cli.cleanup.undo"
 
 -- The ledger ------------------------------------------------------------------------------
 
---- Reads the ledger: the registrations in order with their state. An "undone" or
--- "undo_failed" line refers to the registration at `line` when it says so (lines
--- written here do), else to the latest registration with its id before it (a
--- reused output directory holds several runs, whose ids restart at 1).
-local function read_ledger(dir)
-  local text, err = fs.read("ledger.ndjson", { beneath = dir })
-  if not text then return nil, err end
-  local regs, latest, bad = {}, {}, {}
-  local n = 0
-  for line in text:gmatch("([^\n]*)\n?") do
-    n = n + 1
-    if line ~= "" then
-      local e = json.decode(line)
-      if type(e) == "table" then
-        -- cjson decodes every number as a float; ids and line numbers are integers.
-        e.id = math.tointeger(e.id) or e.id
-        e.line = math.tointeger(e.line) or e.line
-      end
-      if type(e) ~= "table" or type(e.action) ~= "string" then
-        bad[#bad + 1] = n
-      elseif e.action == "run" then
-        regs.run = regs.run or e -- who wrote the ledger (the first run line counts)
-      elseif e.action == "register" then
-        local r = { line = n, id = e.id, description = tostring(e.description or "?"), undo = e.undo, time = e.time, state = "pending" }
-        regs[#regs + 1] = r
-        regs["line" .. n] = r
-        latest[tostring(e.id)] = r
-      elseif e.action == "undone" or e.action == "undo_failed" then
-        local r = (e.line and regs["line" .. tostring(e.line)]) or latest[tostring(e.id)]
-        if r then r.state = e.action == "undone" and "undone" or "failed" end
-      end
-    end
-  end
-  if text ~= "" and text:sub(-1) ~= "\n" then
-    -- The run was killed in the middle of a line: it cannot have been acted on.
-    say("note: the ledger's last line is incomplete (the run was killed while writing it); ignored")
-    bad.torn = true
-  end
-  return regs, bad
-end
+local read_ledger = require("kmsrun.cli.cleanup.ledger").read
 
 local function parse_args(args)
   local o = { grace = 5 }
@@ -121,7 +82,7 @@ local function parse_args(args)
   return o
 end
 
-local function main(args)
+return function(args)
   local o, perr = parse_args(args)
   if not o then
     io.stderr:write("kmsrun cleanup: ", perr, "\n", USAGE)
@@ -176,6 +137,7 @@ local function main(args)
   end
   o.run = regs.run
   for _, n in ipairs(bad) do say("note: line %d of the ledger is not a ledger entry; ignored", n) end
+  if bad.torn then say("note: the ledger's last line is incomplete (the run was killed while writing it); ignored") end
   if bad.torn and not o.dry_run then
     -- End the torn line, so the lines appended below stay lines of their own.
     fs.append("ledger.ndjson", "\n", { mode = 384, sync = true, beneath = dir })
@@ -229,5 +191,3 @@ local function main(args)
   return exit_codes.OK
 end
 
--- The command, and its parts for the fuzz harness (tests/fuzz/fuzz_ledger.c).
-return setmetatable({ read_ledger = read_ledger, undo = UNDO }, { __call = function(_, args) return main(args) end })
