@@ -28,7 +28,7 @@
 ---@type table<string, string>
 var = {}
 
----Declares the runbook header (once, at the top): `description` (one paragraph), `tags` (list of strings, for `--tag`), `vars` (name -> `{default = ..., help = "...", required = bool}`; read them as `var.name`, set them with `--var name=value`), `requires` (`{targets = {"sim", "local", "vmm"}}`). `kmsrun RUNBOOK --help` shows it.
+---Declares the runbook header (once, at the top): `description` (one paragraph), `tags` (list of strings, for `--tag`), `vars` (name -> `{default = ..., help = "...", required = bool}`; read them as `var.name`, set them with `--var name=value`), `requires` (`{targets = {"sim", "local", "vmm"}}`), `host_access` (`true`: the runbook may use what reaches the host outside the run, such as `os.execute`, `io` or any module; see "The runbook environment"). `kmsrun RUNBOOK --help` shows it.
 ---@param header table
 function runbook(header) end
 
@@ -106,7 +106,7 @@ function step(name, fn, opts) end
 ---@param format string
 function log(format) end
 
----Saves a value (table as JSON, or string) as evidence `saved/<name>.json` (secrets redacted).
+---Saves a value (table as JSON, or string) as evidence `saved/<name>.json` (secrets redacted). `name` stays inside the output directory: an absolute name or a `..` component is an error, and no symbolic link is followed.
 ---@param name string
 ---@param value any
 function save(name, value) end

@@ -14,6 +14,12 @@ local policy_check = require "kmsrun.dsl.policy_check"
 
 local M = {}
 
+-- An evidence name from the runbook must name a file inside the output directory.
+local function check_save_name(what, name)
+  local bad = require("kmsrun.report.evidence").check_name(name)
+  if bad then api.usage_error(what .. ": " .. bad) end
+end
+
 local function run()
   local ctx = steps.context()
   if not ctx or not ctx.run then
@@ -195,6 +201,7 @@ M.rpc = api.define {
   example = [[local res = rpc(src, "Onboard.Bootstrap", { domain = var.src_domain }, { save = "bootstrap-src-denied" })
 expect_error(res, "KMS is not allowed to bootstrap: boot denied: ")]],
   fn = function(h, method, body, opts)
+    if opts and opts.save ~= nil then check_save_name("rpc: opts.save", opts.save) end
     require_deployed(h, "rpc")
     return steps.run(string.format("rpc %s %s", h.name, method), function(step)
       local res = run():rpc(h, method, body, opts or {})
@@ -213,6 +220,7 @@ M.finish = api.define {
 wait_ready(src)]],
   fn = function(h, opts)
     require_deployed(h, "finish")
+    if opts and opts.save ~= nil then check_save_name("finish: opts.save", opts.save) end
     return steps.run("finish " .. h.name, function(step)
       local r = run()
       local url = h.onboard_url .. "/finish"
@@ -330,10 +338,11 @@ M.save = api.define {
   name = "save", group = "evidence",
   signature = "save(name, value)", returns = "path",
   args = { { "name", "string" }, { "value", "any" } },
-  doc = [[Saves a value (table as JSON, or string) as evidence `saved/<name>.json` (secrets redacted).]],
+  doc = [[Saves a value (table as JSON, or string) as evidence `saved/<name>.json` (secrets redacted). `name` stays inside the output directory: an absolute name or a `..` component is an error, and no symbolic link is followed.]],
   example = [[save("dst-meta", rpc(dst, "KMS.GetMeta").body)]],
   fn = function(name, value)
     local r = run()
+    check_save_name("save", name)
     if type(value) == "table" and value.__kind == "response" then value = value.body end
     if type(value) == "table" then value = redact.response(value) end
     return r.evidence:write("saved/" .. name .. ".json", type(value) == "string" and value or json.encode(value, { pretty = true }))

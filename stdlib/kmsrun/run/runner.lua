@@ -72,14 +72,23 @@ function Run:prepare()
   return out_dir
 end
 
--- First SIGINT/SIGTERM: cancel the running block, then clean up and report.
--- Second: stop now (the host still kills every child).
+-- First SIGINT/SIGTERM/SIGHUP: cancel the running block (busy code too: the host
+-- preempts it), then tear down, clean up and report. Second: the running block is
+-- killed (no pcall in it can stop that), teardown and cleanups are skipped (the
+-- host still kills every child; the ledger keeps the rest for `kmsrun cleanup`),
+-- and the report, junit.xml and archive are still written. Third: stop at once.
 function Run:handle_signals()
   core.on_signal(function(name)
-    if self.interrupted then
-      io.stderr:write("\nkmsrun: second ", name, ": stopping now; processes are killed, no further cleanup\n")
-      self.forced = true
+    if self.forced then
+      io.stderr:write("\nkmsrun: third ", name, ": stopping now; processes are killed, no report\n")
       core.stop()
+      return
+    end
+    if self.interrupted then
+      io.stderr:write("\nkmsrun: second ", name, ": stopping the running code, skipping teardown and cleanups; "
+        .. "writing the report (again to stop at once)\n")
+      self.forced = true
+      if self.current_task then self.current_task:kill("interrupted by a second " .. name) end
       return
     end
     self.interrupted = name
