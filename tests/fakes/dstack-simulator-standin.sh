@@ -1,12 +1,55 @@
 #!/bin/sh
-# Stands in for dstack-simulator in tests of the local target: like the real
-# simulator it listens on ./dstack.sock in its working directory and runs
-# until killed. It answers nothing; the KMS emulator only checks that the
-# guest-agent socket exists (its attestation is emulated).
-exec python3 -c '
-import os, signal, socket, sys
+# Stands in for dstack-simulator (guest-agent-simulator/src/main.rs) in tests of the
+# local target, in what kmsrun relies on: `-c FILE` (else ./dstack.toml), the settings
+# under [default.core.simulator] (attestation_file, patch_report_data,
+# mock_attestation_seed checked like mock_attestation::parse_seed), the attestation
+# file read at startup ("Failed to read simulator attestation file: PATH"), and the
+# guest-agent socket created where [internal].address says (unix:./dstack.sock,
+# relative to the working directory), until killed. It answers nothing on the socket:
+# the KMS stand-in (dstack-kms-emulator.sh) reads the same files instead.
+exec python3 - "$@" <<'PY'
+import os, signal, socket, sys, tomllib
+
+args = sys.argv[1:]
+config = None
+while args:
+    if args[0] in ("-c", "--config") and len(args) > 1:
+        config = args[1]; args = args[2:]
+    elif args[0] in ("-w", "--watchdog"):
+        args = args[1:]
+    else:
+        print("error: unexpected argument '%s'" % args[0], file=sys.stderr); sys.exit(2)
+# The built-in defaults (guest-agent-simulator/dstack.toml, include_str! in main.rs:22),
+# then ./dstack.toml, then -c FILE, key by key (load_config/src/lib.rs:46-62).
+layers = {"default": {"core": {"simulator": {"attestation_file": "attestation.bin", "patch_report_data": True}}},
+          "internal": {"address": "unix:./dstack.sock"}}
+def merge(dst, src):
+    for k, v in src.items():
+        if isinstance(v, dict) and isinstance(dst.get(k), dict): merge(dst[k], v)
+        else: dst[k] = v
+for path in ["dstack.toml", config]:
+    if path and os.path.exists(path):
+        with open(path, "rb") as f:
+            merge(layers, tomllib.load(f))
+sim = layers.get("default", {}).get("core", {}).get("simulator")
+if not sim or "attestation_file" not in sim:
+    print("Error: Failed to extract simulator core config: missing field `attestation_file`", file=sys.stderr); sys.exit(1)
+seed = sim.get("mock_attestation_seed")
+if seed is not None:
+    try:
+        raw = bytes.fromhex(seed)
+    except ValueError:
+        print("Error: mock attestation seed must be hex", file=sys.stderr); sys.exit(1)
+    if len(raw) != 32:
+        print("Error: mock attestation seed must be 32 bytes", file=sys.stderr); sys.exit(1)
+att = sim["attestation_file"]
+if not os.path.exists(att):
+    print("Error: Failed to read simulator attestation file: %s" % att, file=sys.stderr); sys.exit(1)
+print("WARN starting dstack guest-agent simulator (stand-in) attestation_file=%s patch_report_data=%s signed_quotes=%s"
+      % (att, str(sim.get("patch_report_data", True)).lower(), str(seed is not None).lower()), file=sys.stderr, flush=True)
+addr = layers.get("internal", {}).get("address", "unix:./dstack.sock")
+path = addr[len("unix:"):] if addr.startswith("unix:") else "dstack.sock"
 signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
-path = "dstack.sock"
 if os.path.exists(path):
     os.unlink(path)
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -18,4 +61,4 @@ try:
         conn.close()
 finally:
     os.unlink(path)
-'
+PY

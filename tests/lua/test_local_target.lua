@@ -9,10 +9,12 @@ local server = require "kmsrun.lib.http_server"
 
 local KMS = H.SRC .. "/tests/fakes/dstack-kms-emulator.sh"
 local SIM = H.SRC .. "/tests/fakes/dstack-simulator-standin.sh"
+local MOCK = H.SRC .. "/tests/fakes/dstack-mock-attestation-standin.sh"
+local FIXTURES = H.SRC .. "/tests/fakes/simulator"
 local ENV = { KMSRUN = H.EXE }
 
 local function local_args(over, rb)
-  local vars = { kms_binary = KMS, simulator_binary = SIM }
+  local vars = { kms_binary = KMS, simulator_binary = SIM, mock_attestation_binary = MOCK, simulator_dir = FIXTURES }
   for k, v in pairs(over or {}) do vars[k] = v end
   local args = { "--target", "local" }
   for k, v in pairs(vars) do
@@ -40,7 +42,8 @@ T.test("attestation=false: DSTACK_AGENT_ADDRESS names a socket that does not exi
   local r = H.kmsrun(local_args(nil, H.one_kms_runbook { attestation = false }), { env = ENV })
   T.eq(r.code, 0, r.output)
   T.contains(fs.read(r.out .. "/logs/kms-one.log") or "", "no guest agent")
-  T.ok(not fs.exists(r.out .. "/logs/simulator.log"), "no simulator needed")
+  T.ok(not fs.exists(r.out .. "/logs/simulator-kms-one.log"), "no simulator needed")
+  T.ok(not fs.exists(r.out .. "/logs/collateral.log"), "no collateral service needed")
 end)
 
 T.test("a missing KMS binary: the error names the binary and the variable", function()
@@ -85,6 +88,7 @@ T.test("the simulator runs in a private directory with a copy of its files", fun
   local dir = H.tmpdir("simulator-dir")
   assert(fs.write(dir .. "/dstack.toml", "[default]\n"))
   assert(fs.write(dir .. "/sys-config.json", "{}"))
+  assert(fs.write(dir .. "/attestation.bin", "stand-in"))
   -- A stand-in that insists on finding the copied files in its working directory.
   local sim = script('[ -f dstack.toml ] && [ -f sys-config.json ] || { echo "fixtures missing in $PWD" >&2; exit 1; }\nexec "'
     .. SIM .. '"')

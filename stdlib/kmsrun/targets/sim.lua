@@ -46,6 +46,16 @@ function T.auth_url_for_kms(run, auth)
   return auth.url
 end
 
+--- The kms.toml of one emulated KMS (port 0: the emulator picks one and prints it).
+-- Its quotes are the emulator's own, verified without trust anchors, so the vendor
+-- roots stay configured, as in upstream's kms.toml.
+function T.kms_toml(h, cert_dir)
+  return kms_config.toml {
+    cert_dir = cert_dir, port = 0, address = "127.0.0.1",
+    webhook_url = h.auth_url, site_name = h.name,
+  }
+end
+
 function T.deploy(run, h)
   local work, err = fs.tmpdir("kmsrun-" .. h.name)
   if not work then return nil, err end
@@ -54,10 +64,7 @@ function T.deploy(run, h)
   local cert_dir = work .. "/certs"
   fs.mkdir(cert_dir)
   local config = work .. "/kms.toml"
-  local ok, werr = fs.write(config, kms_config.toml {
-    cert_dir = cert_dir, port = 0, address = "127.0.0.1",
-    webhook_url = h.auth_url, site_name = h.name,
-  })
+  local ok, werr = fs.write(config, T.kms_toml(h, cert_dir))
   if not ok then return nil, werr end
   local argv = { proc.exe(), "serve", "kms-sim", "-c", config,
     "--image", h.spec.image or run.vars.sim_image,
