@@ -10,6 +10,7 @@ local json = require "kmsrun.lib.json"
 local redact = require "kmsrun.report.redact"
 local events = require "kmsrun.report.events"
 local policies = require "kmsrun.kms.policies"
+local checks = require "kmsrun.dsl.attestation_checks"
 
 local M = {}
 
@@ -78,7 +79,7 @@ local function wait_one(h, opts, console)
   local r = run()
   local deadline = time.now() + opts.timeout
   local interval = opts.interval
-  local attempts, last = 0, "no attempt yet"
+  local attempts, last, unverified_since = 0, "no attempt yet", nil
   if h.mode == "runtime" then
     local ok, err = r:runtime_ready(h, deadline)
     if not ok then steps.fail("runtime endpoint of " .. h.name .. " announced", err, nil, "TIMEOUT") end
@@ -95,6 +96,14 @@ local function wait_one(h, opts, console)
     end
     last = res and string.format("HTTP %d %s", res.status, res.error or res.raw:sub(1, 200)) or err
     events.emit("retry", { kms = h.name, probe = method, attempt = attempts, result = last })
+    -- A KMS that cannot verify its own quote will not by waiting (its guest agent and
+    -- trust anchors are fixed): after a short grace for a collateral hiccup, say so.
+    if checks.unverifiable(res) then
+      unverified_since = unverified_since or time.now()
+      if time.now() - unverified_since >= checks.VERIFY_GRACE then checks.failed_call(h, res) end
+    else
+      unverified_since = nil
+    end
     if time.now() >= deadline then
       steps.fail(string.format("HTTP 200 from %s %s within %g s", h.name, method, opts.timeout),
         string.format("%s after %d attempts", last, attempts), r:log_tail(h), "TIMEOUT")
@@ -152,7 +161,7 @@ M.capture_attestation = api.define {
   name = "capture_attestation", group = "topology",
   signature = "capture_attestation(kms, ...)", returns = "nothing",
   args = { { "kms", "kms", variadic = true } },
-  doc = [[Calls `Onboard.GetAttestationInfo` on each KMS, checks it returns `device_id`, `mr_aggregated` and `os_image_hash`, stores the result as `kms.attestation` (the input of `allow`, `deny_by_mr`) and saves it as evidence `attestation/<name>.json`. Policies must be built from this run's attestation: `mr_aggregated` changes on every redeploy.]],
+  doc = [[Calls `Onboard.GetAttestationInfo` on each KMS, checks it returns `device_id`, `mr_aggregated` and `os_image_hash`, stores the result as `kms.attestation` (the input of `allow`, `deny_by_mr`) and saves it as evidence `attestation/<name>.json`. Two KMS reporting the same `mr_aggregated` fail it ("the cases cannot tell them apart"), as does a KMS that cannot verify its own quote; an `os_image_hash` other than the one the target knows is attested gives a warning, and `allow` / `deny_by_mr` of that KMS then list both images. Policies must be built from this run's attestation: `mr_aggregated` changes on every redeploy.]],
   example = [[capture_attestation(src, dst)
 log("src MR %s", src.attestation.mr_aggregated)]],
   fn = function(...)
@@ -162,9 +171,7 @@ log("src MR %s", src.attestation.mr_aggregated)]],
       for _, h in ipairs(hs) do
         require_deployed(h, "capture_attestation")
         local res = r:rpc(h, "Onboard.GetAttestationInfo", nil, {})
-        if not res.ok then
-          steps.fail("attestation info of " .. h.name, string.format("HTTP %d %s", res.status, res.error or res.raw))
-        end
+        if not res.ok then checks.failed_call(h, res) end
         for _, f in ipairs({ "device_id", "mr_aggregated", "os_image_hash" }) do
           if type(res.body[f]) ~= "string" or res.body[f] == "" then
             steps.fail(h.name .. " attestation with field " .. f, json.encode(res.body))
@@ -172,7 +179,9 @@ log("src MR %s", src.attestation.mr_aggregated)]],
         end
         h.attestation = res.body
         r.evidence:json("attestation/" .. h.name .. ".json", res.body)
+        checks.vm_config(r, h)
       end
+      checks.distinct(r.runbook.kmss)
       step.actual = "captured"
     end)
   end,

@@ -7,6 +7,7 @@ local proc = require "kmsrun.proc"
 local time = require "kmsrun.time"
 local kms_config = require "kmsrun.kms.config"
 local tail = require("kmsrun.targets.registry").tail_file
+local sim_guest = require "kmsrun.targets.sim_guest"
 
 local T = {
   name = "sim",
@@ -16,6 +17,7 @@ local T = {
     sim_mutation = { default = "", help = "TEST ONLY: emulator mutation that re-creates a bug (sim target)" },
     sim_faults = { default = "", help = "TEST ONLY: emulator fault switches, comma separated (sim target)" },
     sim_leak_keys_to = { default = "", help = "TEST ONLY: file where the emulators log the private keys they hand out, to prove the evidence has none (sim target)" },
+    sim_guest_mode = { default = "", help = "TEST ONLY: guest-agent failure modes of a real dstack-kms with the simulator, comma separated: shared-identity, split-vm-config, unverifiable-quote (sim target)" },
   },
 }
 
@@ -40,6 +42,11 @@ local function listening(run, h, scheme, nth)
     end
     time.sleep(0.002)
   end
+end
+
+--- The vm_config the emulated KMS attests (capture_attestation compares it).
+function T.attested_vm_config(run, h)
+  return h.log_path and sim_guest.attested_vm_config(h.log_path)
 end
 
 function T.auth_url_for_kms(run, auth)
@@ -69,7 +76,13 @@ function T.deploy(run, h)
   local argv = { proc.exe(), "serve", "kms-sim", "-c", config,
     "--image", h.spec.image or run.vars.sim_image,
     "--salt", crypto.hex(crypto.random(16)) }
-  if h.spec.attestation == false then argv[#argv + 1] = "--no-attestation" end
+  if h.spec.attestation == false then
+    argv[#argv + 1] = "--no-attestation"
+  else
+    local extra, gerr = sim_guest.argv(run.vars.sim_guest_mode, work)
+    if not extra then return nil, gerr end
+    table.move(extra, 1, #extra, #argv + 1, argv)
+  end
   if run.vars.sim_mutation ~= "" then
     argv[#argv + 1] = "--mutation"
     argv[#argv + 1] = run.vars.sim_mutation

@@ -36,11 +36,9 @@ function M.apply(id, opts)
     if not h then return nil, err end
     id.vm_config, id.os_image_hash = opts.vm_config, h
   end
-  if opts.reported_vm_config then
-    local _, err = os_image_hash(opts.reported_vm_config, "--reported-vm-config")
-    if err then return nil, err end
-    agent.reported_vm_config = opts.reported_vm_config
-  end
+  -- Passed on as the guest agent would report it: a malformed one is the KMS's
+  -- problem to report ("Failed to decode app info: decode app info: ...").
+  if opts.reported_vm_config then agent.reported_vm_config = opts.reported_vm_config end
   if opts.unverifiable_quote then id.unverifiable = opts.unverifiable_quote end
   return agent
 end

@@ -80,7 +80,7 @@ return function(args)
     if not f then io.stderr:write("kmsrun serve kms-sim: cannot read ", o.identity_from, "\n"); return 2 end
     local inputs = require("kmsrun.emu.kms.guest_modes").identity_inputs(f:read("a"))
     f:close()
-    opts.compose, opts.salt = inputs.compose, opts.salt or inputs.salt
+    opts.compose, opts.salt = inputs.compose, inputs.salt -- from the bytes alone, whatever --salt says
   end
   local layers, notes = require("kmsrun.emu.kms.config_files").layers(o.config)
   if not layers then io.stderr:write("Error: ", notes, "\n"); return 1 end

@@ -13,7 +13,6 @@ local fs = require "kmsrun.fs"
 local http = require "kmsrun.http"
 local crypto = require "kmsrun.crypto"
 local json = require "kmsrun.lib.json"
-local hostport = require "kmsrun.targets.hostport"
 local procs = require "kmsrun.targets.local.procs"
 
 local M = {}
@@ -81,7 +80,7 @@ function M.start(run)
     fs.mkdir(dir, { mode = 448 })
     local log = run.evidence:path("logs/collateral.log")
     for attempt = 1, PORT_RETRIES do
-      local port, perr = hostport.free()
+      local port, perr = procs.free_port(run)
       if not port then return nil, perr end
       local svc, lerr, p = launch(run, dir, seed, port, log)
       if svc then return svc end

@@ -65,6 +65,22 @@ function M.workspace(run)
   end)
 end
 
+--- A free loopback port not handed out before in this run. Bind-0-close-use leaves a
+-- window: two processes started at once could be given one port, and the readiness
+-- probe of one would then be answered by the other.
+function M.free_port(run)
+  run.local_ports_given = run.local_ports_given or {}
+  for _ = 1, 20 do
+    local port, err = require("kmsrun.targets.hostport").free()
+    if not port then return nil, err end
+    if not run.local_ports_given[port] then
+      run.local_ports_given[port] = true
+      return port
+    end
+  end
+  return nil, "no free loopback port that this run has not used already"
+end
+
 --- Waits until ready() is true while p runs: true, or nil and "EXITED" / "TIMEOUT".
 function M.await(p, ready, limit)
   local deadline = time.now() + limit

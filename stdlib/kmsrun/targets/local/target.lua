@@ -27,7 +27,7 @@ local T = {
     simulator_dir = { default = "", help = "directory with the simulator's files (dstack.toml, *.json, attestation.bin), copied for each KMS (default: the binary's directory) (local target)" },
     simulator_dirs = { default = "", help = "per-KMS simulator files, KMS=DIR comma separated (overrides simulator_dir for those KMS) (local target)" },
     simulator_vm_config = { default = "attested", help = "'attested': each copied sys-config.json reports the vm_config its attestation.bin attests; 'keep': leave the files as they are (local target)" },
-    mock_attestation_seed = { default = "", help = "64 hex digits: the mock attestation seed (default: a fresh one per run) (local target)" },
+    mock_attestation_seed = { default = "", secret = true, help = "64 hex digits: the mock attestation seed (default: a fresh one per run) (local target)" },
     simulator_timeout = { default = "15", help = "seconds for a simulator to create dstack.sock (local target)" },
     collateral_timeout = { default = "15", help = "seconds for the collateral service to answer (local target)" },
     local_ports = { default = "", help = "ports for the KMS instances in declaration order, comma separated (default: free ports) (local target)" },
@@ -87,7 +87,11 @@ local function started(h, port, limit)
   while true do
     if not h.process:running() then return nil, "exited", "EXITED" end
     local res = http.request(string.format("http://127.0.0.1:%d/health", port), { timeout = 1, connect_timeout = 1, fresh = true })
-    if res then return true end
+    -- An answer while our process has died came from someone else on that port.
+    if res then
+      if h.process:running() then return true end
+      return nil, "exited", "EXITED"
+    end
     if time.now() > deadline then
       return nil, string.format("%s did not accept connections on port %d within %g s (local_start_timeout)", h.name, port, limit)
     end
@@ -158,7 +162,7 @@ function T.deploy(run, h)
     local port = fixed
     if not port then
       local perr
-      port, perr = hostport.free()
+      port, perr = procs.free_port(run)
       if not port then return nil, perr end
     end
     local p, lerr = launch(run, h, dir, agent, port, trust)
