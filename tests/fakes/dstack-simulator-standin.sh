@@ -2,13 +2,14 @@
 # Stands in for dstack-simulator (guest-agent-simulator/src/main.rs) in tests of the
 # local target, in what kmsrun relies on: `-c FILE` (else ./dstack.toml), the settings
 # under [default.core.simulator] (attestation_file, patch_report_data,
-# mock_attestation_seed checked like mock_attestation::parse_seed), the attestation
-# file read at startup ("Failed to read simulator attestation file: PATH"), and the
+# mock_attestation_seed checked like mock_attestation::parse_seed), appkeys.json and
+# sys-config.json parsed and the attestation file read at startup ("Failed to read
+# simulator attestation file: PATH"), and the
 # guest-agent socket created where [internal].address says (unix:./dstack.sock,
 # relative to the working directory), until killed. It answers nothing on the socket:
 # the KMS stand-in (dstack-kms-emulator.sh) reads the same files instead.
 exec python3 - "$@" <<'PY'
-import os, signal, socket, sys, tomllib
+import json, os, signal, socket, sys, tomllib
 
 args = sys.argv[1:]
 config = None
@@ -47,6 +48,13 @@ if not os.path.exists(att):
     print("Error: Failed to read simulator attestation file: %s" % att, file=sys.stderr); sys.exit(1)
 print("WARN starting dstack guest-agent simulator (stand-in) attestation_file=%s patch_report_data=%s signed_quotes=%s"
       % (att, str(sim.get("patch_report_data", True)).lower(), str(seed is not None).lower()), file=sys.stderr, flush=True)
+# The guest agent parses its keys and sys-config at startup (guest-agent/src/rpc_service.rs:159-163).
+core = layers.get("default", {}).get("core", {})
+for key, default, what in [("keys_file", "appkeys.json", "app keys"), ("sys_config_file", "sys-config.json", "VM config")]:
+    try:
+        json.load(open(core.get(key, default)))
+    except (OSError, ValueError) as e:
+        print("Error: Failed to create simulator app state: Failed to parse %s: %s" % (what, e), file=sys.stderr); sys.exit(1)
 addr = layers.get("internal", {}).get("address", "unix:./dstack.sock")
 path = addr[len("unix:"):] if addr.startswith("unix:") else "dstack.sock"
 signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))

@@ -39,7 +39,8 @@ local T = {
 local PORT_RETRIES = 3
 -- load_config merges /etc/kms/kms.{toml,json} under the -c file
 -- (dstack/load_config/src/lib.rs:35-44, 64-71): keys kmsrun does not set come from there.
-T.ETC_DIR = "/etc/kms"
+-- KMSRUN_LOCAL_ETC_DIR replaces it in tests.
+T.ETC_DIR = os.getenv("KMSRUN_LOCAL_ETC_DIR") or "/etc/kms"
 
 local function etc_warning(run)
   return procs.once(run, "etc", function()
