@@ -37,7 +37,7 @@ function runbook(header) end
 ---@param opts? table
 function auth_server(name, opts) end
 
----Declares a KMS instance (deployed later by `deploy`). `opts.auth` (required): the auth server its webhook points at. `opts.attestation = false` deploys it without any attestation source (no guest agent / simulator), to show there is no no-quote mode. `opts.image`: target-specific image name. The handle gets, once deployed: `onboard_url`, `runtime_url` (operator view), `guest.onboard_url`, `guest.runtime_url` (as seen from inside another CVM), `mode` (`onboard` or `runtime`), `attestation` (after `capture_attestation`).
+---Declares a KMS instance (deployed later by `deploy`). `opts.auth` (required): the auth server its webhook points at. `opts.attestation = false` deploys it without any attestation source (no guest agent / simulator), to show there is no no-quote mode. `opts.image`: target-specific image name (on sim the OS image the instance reports: another name, another `os_image_hash`). Emulator knobs (sim only): `opts.device` (a device label: instances with different labels run on different machines, so different `device_id`; by default all share one), `opts.tcb_status` (the TCB status the attestation reports, default `UpToDate`), `opts.advisories` (list of advisory ids it reports), `opts.old_format_cert = true` (its RPC certificate carries an attestation without vm_config, as an older KMS's does: a receiver onboarding from it sees an empty `osImageHash` and fills in its own). The handle gets, once deployed: `onboard_url`, `runtime_url` (operator view), `guest.onboard_url`, `guest.runtime_url` (as seen from inside another CVM), `mode` (`onboard` or `runtime`), `attestation` (after `capture_attestation`).
 ---@param name string
 ---@param opts table
 function kms(name, opts) end
@@ -67,27 +67,28 @@ function wait_ready(..., opts) end
 ---@param ... kmsrun.kms
 function capture_attestation(...) end
 
----Calls a prpc method (`Onboard.*` on the onboard endpoint, `KMS.*` on the runtime TLS endpoint) with a JSON body (default `{}`) and returns the response **whatever the HTTP status**: `res.status`, `res.body` (decoded JSON), `res.error` (the RPC error string, or nil), `res.ok` (200 and no error), `res.time`. An RPC error is data for `expect_error`, not an exception; only a transport failure (refused, timeout, TLS) fails the step. Every call goes to the transcript with private keys redacted; `opts.save = "name"` also saves the redacted response as evidence `rpc/<name>.json`. `opts.timeout` (seconds, default 30). `opts.client_cert = {cert=, key=}` presents a client certificate.
+---Calls a prpc method (`Onboard.*` on the onboard endpoint, `KMS.*` on the runtime TLS endpoint) with a JSON body (default `{}`) and returns the response **whatever the HTTP status**: `res.status`, `res.body` (decoded JSON), `res.error` (the RPC error string, or nil), `res.ok` (200 and no error), `res.time`, and on the runtime (TLS) endpoint `res.server_cert` (the server's certificate, PEM) and `res.certs` (the chain it presented, leaf first). An RPC error is data for `expect_error`, not an exception; only a transport failure (refused, timeout, TLS) fails the step. Every call goes to the transcript with private keys redacted; `opts.save = "name"` also saves the redacted response as evidence `rpc/<name>.json`. `opts.timeout` (seconds, default 30). `opts.client_cert` presents a client certificate: an `attested_client(...)` (an attested caller the KMS accepts) or any `{cert=, key=}`.
 ---@param kms kmsrun.kms
 ---@param method string
 ---@param body? table|string
 ---@param opts? table
 function rpc(kms, method, body, opts) end
 
----Ends onboard mode with `GET /finish` (not POST) and expects `OK`; the KMS then serves `KMS.*` over TLS on its runtime endpoint, so the handle switches to runtime mode. Follow it with `wait_ready(kms)`.
+---Ends onboard mode with `GET /finish` (not POST) and expects `OK`; the KMS then serves `KMS.*` over TLS on its runtime endpoint, so the handle switches to runtime mode. Follow it with `wait_ready(kms)`. `opts.save = "name"` keeps the answer as evidence `rpc/<name>.json`, like `rpc`'s.
 ---@param kms kmsrun.kms
-function finish(kms) end
+---@param opts? table
+function finish(kms, opts) end
 
 ---The `source_url` another KMS must use to onboard from this one: its runtime prpc URL as seen from inside another CVM (`https://10.0.2.2:<port>/prpc` on vmm, loopback on sim), never the operator's `127.0.0.1`.
 ---@param kms kmsrun.kms
 function source_url(kms) end
 
----Replaces the auth server's policy atomically and confirms the server serves it before the next step (version and SHA-256 checked). `policy` is built by `deny_all()`, `allow(...)`, `deny_by_mr(...)`, or is a free-form auth-simple config table. The snapshot is saved as evidence `policies/<n>-<auth>.json` and every later step records which policy version was in force.
+---Replaces the auth server's policy atomically and confirms the server serves it before the next step (version and SHA-256 checked). `policy` is built by `deny_all()`, `allow(...)`, `deny_by_mr(...)`, `policy(name, config)`, or is a bare auth-simple config table (checked against auth-simple's schema: a wrong type or unknown key is an error, since auth-simple would silently deny everything or ignore the key). The snapshot is saved as evidence `policies/<n>-<auth>.json` and every later step records which policy version was in force.
 ---@param auth kmsrun.auth
 ---@param policy kmsrun.policy|table
 function set_policy(auth, policy) end
 
----Runs the functions concurrently and returns the first result of each, in order. The first error cancels the others (their cleanups run) and is raised.
+---Runs the functions concurrently and returns the first result of each, in order. The first error cancels the others (their cleanups run) and is raised. It is recorded as one step at its line (`parallel (N branches)`), like `step(name, fn)`: the branches' calls are part of it (each RPC is still its own transcript entry); inside a `step`, it is part of that step.
 ---@param ... function
 function parallel(...) end
 
@@ -127,9 +128,9 @@ function expect_error(res, match) end
 ---@param fields? table
 function expect_ok(res, fields) end
 
----Passes if `actual == expected` (strings, numbers, booleans). `what` names the comparison in the report.
----@param actual any
----@param expected any
+---Passes if `actual == expected` (strings, numbers, booleans). `what` names the comparison in the report. A nil on either side fails the step (it is not a runbook error, so `--keep-going` goes on): nil is most often a misspelt or missing field, and two nils would otherwise pass. To expect that a value is absent, write `expect(x == nil, "what")`.
+---@param actual? any
+---@param expected? any
 ---@param what string
 function expect_eq(actual, expected, what) end
 
@@ -141,10 +142,41 @@ function expect(condition, what) end
 ---The guide's deny baseline: `osImages = []`, `kms.mrAggregated = []` (denies every KMS; auth-simple then answers `OS image is not allowed`).
 function deny_all() end
 
----A policy that allows exactly these KMS instances: their observed `os_image_hash` in `osImages` and `mr_aggregated` in `kms.mrAggregated` (from `capture_attestation` in this run).
+---A policy that allows these KMS instances by identity: their observed `os_image_hash` in `osImages` and `mr_aggregated` in `kms.mrAggregated` (from `capture_attestation` in this run). It is lenient elsewhere, on purpose: it also sets `kms.allowAnyDevice = true` (any device id passes; `kms.devices` is empty) and `gatewayAppId = "any"`. For a policy that pins devices or apps, build the config and name it with `policy(name, config)`.
 ---@param ... kmsrun.kms
 function allow(...) end
+
+---Names a hand-built auth-simple config (`osImages`, `kms = {mrAggregated, devices, allowAnyDevice}`, `apps`, `gatewayAppId`, `allowedTcbStatuses`, `allowedAdvisoryIds`, ...) so steps and the evidence show `name`. The config is checked against auth-simple's schema: a wrong type (auth-simple would fall back to its deny-all defaults), a key auth-simple does not know (it would be ignored) or a `{description, config}` wrapper is an error at the runbook line. `set_policy(auth, config)` checks a bare config the same way.
+---@param name string
+---@param config table
+function policy(name, config) end
 
 ---A policy that allows the observed OS images of these KMS instances but no aggregated MR (an all-zero one), so the denial reason is `aggregated MR not allowed` rather than the OS image.
 ---@param ... kmsrun.kms
 function deny_by_mr(...) end
+
+---Describes an app whose attestation `attested_client` and `cert_request` present (nothing is deployed). On sim: `opts.compose` (the compose text; its SHA-256 is the compose hash, its first 20 bytes the app id; default the name), `opts.image` (OS image name, default `var.sim_image`), `opts.device` (device label: different labels are different machines), `opts.tcb_status` (default `UpToDate`), `opts.advisories` (list of advisory ids). Each `app` is one app instance: its instance id stays the same for the whole run. On local the identity is the simulator's fixture and these options are ignored.
+---@param name string
+---@param opts? table
+function app(name, opts) end
+
+---An attested caller for `rpc(..., {client_cert = client})`: a fresh key and its RA-TLS certificate, signed by the temp CA of `opts.kms` (the KMS it will call, in runtime mode: its `KMS.GetTempCaCert` is called, as a CVM does before `GetKmsKey`/`GetAppKey`), carrying the attestation of `kms_or_app` (a deployed `kms` handle — a KMS asking for the keys — or an `app(...)`). The client has `cert`, `key` and the attested identity as hex: `app_id`, `compose_hash`, `instance_id`, `device_id`, `os_image_hash`, `mr_aggregated`, `mr_system`, `tcb_status`, and `vm_config` (what the caller sends as `vm_config`). Targets: sim (from the emulator's identity), local (the simulator's `Attest` over the key; one fixture identity for every caller), vmm (not available: needs an app CVM).
+---@param kms_or_app table
+---@param opts table
+function attested_client(kms_or_app, opts) end
+
+---A signed `KMS.SignCert` request body for a fresh key, its CSR carrying the attestation of `kms_or_app` (an `app(...)` or a deployed `kms`), as a CVM's guest agent sends it: `{api_version, csr, signature, vm_config}`. `opts`: `subject` (default the name), `alt_names` (list), `usage_server_auth`, `usage_client_auth`, `ext_quote` (put the attestation in the certificate), `ext_app_info`, `not_before`, `not_after` (Unix seconds), `org_name`, `api_version` (1 or 2, default 2), `confirm` (the confirm word, to test its check). The request remembers its key and identity for `expect_cert_chain`.
+---@param kms_or_app table
+---@param opts? table
+function cert_request(kms_or_app, opts) end
+
+---Checks a `KMS.SignCert` answer: success, a chain of three certificates (leaf, app CA, KMS CA), the leaf verifying through the app CA up to the KMS CA that `KMS.GetMeta` of `kms` reports, the leaf's public key being the request's and its subject the requested one. Returns the chain as a list of PEM strings.
+---@param res table
+---@param kms kmsrun.kms
+---@param request table
+function expect_cert_chain(res, kms, request) end
+
+---`policy` plus these attested apps (from `attested_client` or `cert_request`, or KMS callers): each one's OS image in `osImages` and its app id registered with its compose hash, on any device. The other rules of `policy` stay.
+---@param policy kmsrun.policy
+---@param ... table
+function allow_apps(policy, ...) end

@@ -399,6 +399,21 @@ static unsigned cert_key_usage(lua_State *L, int opts)
     return flags;
 }
 
+static unsigned cert_ext_key_usage(lua_State *L, int opts)
+{
+    int list = opt_list(L, opts, "cert", "ext_key_usage");
+    unsigned flags = 0;
+    for (lua_Integer i = 1; list && i <= (lua_Integer)lua_rawlen(L, list); i++) {
+        unsigned f = lua_rawgeti(L, list, i) == LUA_TSTRING ? kr_crypto_ext_key_usage_flag(lua_tostring(L, -1)) : 0;
+        if (!f)
+            misuse(L, "cert", "ext_key_usage[%lld]: expected 'serverAuth' or 'clientAuth', got %s", (long long)i,
+                   lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, -1));
+        flags |= f;
+        lua_pop(L, 1);
+    }
+    return flags;
+}
+
 static size_t cert_extensions(lua_State *L, int opts, const kr_ext_spec **out)
 {
     static const char *const fields[] = {"oid", "value", "critical", NULL};
@@ -427,7 +442,8 @@ static size_t cert_extensions(lua_State *L, int opts, const kr_ext_spec **out)
 static int l_cert(lua_State *L)
 {
     static const char *const known[] = {"key", "subject", "issuer_cert", "issuer_key", "ca", "pathlen", "san",
-                                        "days", "not_before_offset", "serial", "key_usage", "extensions", NULL};
+                                        "days", "not_before_offset", "serial", "key_usage", "ext_key_usage",
+                                        "extensions", NULL};
     if (!lua_istable(L, 1)) misuse(L, "cert", "options must be a table, got %s", luaL_typename(L, 1));
     lua_settop(L, 1);
     luaL_checkstack(L, 32, NULL);
@@ -450,6 +466,7 @@ static int l_cert(lua_State *L)
     s.not_before_offset = (int64_t)floor(offset);
     s.serial = (uint64_t)opt_integer(L, opts, "cert", "serial", 1, LUA_MAXINTEGER, &s.has_serial);
     s.key_usage = cert_key_usage(L, opts);
+    s.ext_key_usage = cert_ext_key_usage(L, opts);
     s.n_subject = cert_subject(L, opts, &s.subject);
     s.n_san = cert_san(L, opts, &s.san);
     s.n_ext = cert_extensions(L, opts, &s.ext);
@@ -648,6 +665,8 @@ static const kr_func funcs[] = {
      "- `serial`: positive integer; default a random 64-bit number.\n"
      "- `key_usage`: list among `\"digitalSignature\"`, `\"keyCertSign\"`, `\"cRLSign\"`, "
      "`\"keyEncipherment\"`; written as a critical keyUsage extension. Default: none.\n"
+     "- `ext_key_usage`: list among `\"serverAuth\"`, `\"clientAuth\"`; written as a non-critical "
+     "extendedKeyUsage extension. Default: none.\n"
      "- `extensions`: list of `{oid = \"1.2.3...\", value = bytes, critical = false}`; `value` is wrapped in a "
      "DER OCTET STRING and added as extension `oid`.\n\n"
      "An authorityKeyIdentifier (the issuer's subjectKeyIdentifier, or the SHA-1 of its public key) is added "

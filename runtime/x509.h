@@ -42,6 +42,15 @@ enum {
  * "keyEncipherment"; 0 for any other name. */
 unsigned kr_crypto_key_usage_flag(const char *name);
 
+/* extendedKeyUsage purposes (RFC 5280 4.2.1.12). */
+enum {
+    KR_EKU_SERVER_AUTH = 1u << 0,
+    KR_EKU_CLIENT_AUTH = 1u << 1,
+};
+
+/* The KR_EKU_* flag for "serverAuth" or "clientAuth"; 0 for any other name. */
+unsigned kr_crypto_ext_key_usage_flag(const char *name);
+
 typedef struct kr_ext_spec {
     const char *oid;            /* dotted, e.g. "1.3.6.1.4.1.62397.1.1" */
     const unsigned char *value; /* raw bytes, wrapped in a DER OCTET STRING */
@@ -67,13 +76,14 @@ typedef struct kr_cert_spec {
     int has_serial;
     uint64_t serial;             /* used when has_serial; otherwise random 64-bit */
     unsigned key_usage;          /* KR_KU_* flags; 0: no keyUsage extension */
+    unsigned ext_key_usage;      /* KR_EKU_* flags; 0: no extendedKeyUsage extension */
     const kr_ext_spec *ext;
     size_t n_ext;
 } kr_cert_spec;
 
 /* Issue a certificate (X.509 v3, SHA-256 signature) as PEM. Extensions:
  * basicConstraints (critical, CA:TRUE, pathlen) when ca; keyUsage (critical)
- * when key_usage; subjectAltName (critical when the subject is empty) when
+ * when key_usage; extendedKeyUsage (not critical) when ext_key_usage; subjectAltName (critical when the subject is empty) when
  * n_san; subjectKeyIdentifier when ca; authorityKeyIdentifier when ca or
  * issued by issuer_cert; then the custom extensions in order. */
 int kr_crypto_cert(const kr_cert_spec *spec, kr_bytes *pem, kr_crypto_err *err);

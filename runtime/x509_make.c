@@ -72,6 +72,13 @@ unsigned kr_crypto_key_usage_flag(const char *name)
     return 0;
 }
 
+unsigned kr_crypto_ext_key_usage_flag(const char *name)
+{
+    if (strcmp(name, "serverAuth") == 0) return KR_EKU_SERVER_AUTH;
+    if (strcmp(name, "clientAuth") == 0) return KR_EKU_CLIENT_AUTH;
+    return 0;
+}
+
 /* Prefix err->msg with the name of the input that caused it. */
 static int blame(kr_crypto_err *err, const char *what)
 {
@@ -208,6 +215,18 @@ static int add_key_usage(X509 *x, unsigned flags, kr_crypto_err *err)
     return ok ? 0 : kr_crypto_fail(err, "EINVAL", "cannot add keyUsage");
 }
 
+static int add_ext_key_usage(X509 *x, unsigned flags, kr_crypto_err *err)
+{
+    EXTENDED_KEY_USAGE *eku = sk_ASN1_OBJECT_new_null();
+    int ok = eku != NULL;
+    if (ok && (flags & KR_EKU_SERVER_AUTH)) ok = sk_ASN1_OBJECT_push(eku, OBJ_nid2obj(NID_server_auth)) > 0;
+    if (ok && (flags & KR_EKU_CLIENT_AUTH)) ok = sk_ASN1_OBJECT_push(eku, OBJ_nid2obj(NID_client_auth)) > 0;
+    ok = ok && X509_add1_ext_i2d(x, NID_ext_key_usage, eku, 0, X509V3_ADD_DEFAULT);
+    /* OBJ_nid2obj returns static objects: free the stack only. */
+    sk_ASN1_OBJECT_free(eku);
+    return ok ? 0 : kr_crypto_fail(err, "EINVAL", "cannot add extendedKeyUsage");
+}
+
 /* RFC 5280 4.2.1.2 method (1): SHA-1 of the subjectPublicKey bits. */
 static ASN1_OCTET_STRING *key_id(X509 *x)
 {
@@ -268,6 +287,7 @@ static int add_extensions(X509 *x, X509 *issuer, const kr_cert_spec *s, kr_crypt
 {
     if (s->ca && add_basic_constraints(x, s, err) != 0) return -1;
     if (s->key_usage && add_key_usage(x, s->key_usage, err) != 0) return -1;
+    if (s->ext_key_usage && add_ext_key_usage(x, s->ext_key_usage, err) != 0) return -1;
     if (s->n_san && add_san(x, s, err) != 0) return -1;
     if (add_key_ids(x, issuer, s, err) != 0) return -1;
     for (size_t i = 0; i < s->n_ext; i++)

@@ -38,7 +38,7 @@ body_read.lua|11|AttestationInfoResponse has no field 'mr_agregated' (did you me
 match_option.lua|10|expect_error: unknown option 'contain' (did you mean 'contains'?)|1
 wait_option.lua|7|wait_ready: unknown option 'timout' (did you mean 'timeout'?)|1
 never_deployed.lua|5|kms kms-spare is declared but never deployed (deploy it in setup, or remove it)|1
-var_at_load.lua|8|var.src_domain cannot be read while the runbook is loading; read it inside setup or a case|1
+var_at_load.lua|2|var.src_domain cannot be read before runbook{vars = ...} declares it|1
 action_at_load.lua|5|deploy: actions run inside setup, a case or teardown, not while the runbook is loading|1
 wrong_target.lua|2|runbook: does not support target sim (requires: vmm)|1
 runtime_error.lua|11|error in case "attestation": attempt to index a nil value (local 'info')|1

@@ -4,6 +4,8 @@
 # - every ```lua block in docs/**/*.md compiles;
 # - a ```lua block whose first line is `-- runbook: NAME.lua` is a complete runbook:
 #   extracted to runbooks/NAME.lua and run on sim, it must exit 0;
+# - a ```lua block whose first line is `-- module: PATH.lua` is a runbook's helper
+#   module, extracted to runbooks/PATH.lua (next to the runbooks that require it);
 # - `<!-- docs-test: exit N: ARGS -->` runs `kmsrun ARGS` and expects exit N; the
 #   ```text block that follows, if any, must appear in the output (normalised);
 # - the `example` of every DSL definition (api.define, shown by `kmsrun doc`) compiles.
@@ -43,6 +45,12 @@ for path in files:
                 slug = re.sub(r"[^A-Za-z0-9]+", "_", rel)
                 open(os.path.join(work, "lua", f"{slug}-{nblock:02d}.lua"), "w").write("\n".join(body) + "\n")
                 mm = re.match(r"^-- runbook: ([\w.-]+\.lua)\s*$", body[0]) if body else None
+                mod = re.match(r"^-- module: ([\w./-]+\.lua)\s*$", body[0]) if body else None
+                if mod:
+                    # A runbook's helper module: written where the runbooks are, at its path.
+                    mpath = os.path.join(work, "rb", "runbooks", mod.group(1))
+                    os.makedirs(os.path.dirname(mpath), exist_ok=True)
+                    open(mpath, "w").write("\n".join(body) + "\n")
                 if mm:
                     name = mm.group(1)
                     if name in names:

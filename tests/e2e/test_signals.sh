@@ -35,8 +35,10 @@ for sig in INT TERM; do
   out="$WORK/run-$sig"
   "$KMSRUN" --out "$out" --var sim_faults=slow=Onboard.Onboard:30 "$SRC/runbooks/self_auth.lua" >"$WORK/run-$sig.log" 2>&1 &
   kpid=$!
-  if wait_for "$WORK/run-$sig.log" "rpc kms-dst Onboard.Onboard" || wait_for "$WORK/run-$sig.log" "case 3/5"; then
-    sleep 0.3
+  # The console names a step when it ends, so the case's start is the sign: its
+  # two policy flips take milliseconds, then the slowed Onboard is in flight for 30 s.
+  if wait_for "$WORK/run-$sig.log" "case 3/5"; then
+    sleep 1
     pids=$(grep -o 'process [0-9]*' "$out/ledger.ndjson" | awk '{print $2}' | sort -u | tr '\n' ' ')
     kill -"$sig" "$kpid"
     wait "$kpid"; code=$?

@@ -1,5 +1,5 @@
 -- Fault matrix: the KMS's auth webhook misbehaves. The auth server is external, at
--- FAULT_AUTH_URL (read when the runbook loads: `var` is not readable then), so a
+-- FAULT_AUTH_URL (an environment variable the test harness sets, read when the runbook loads), so a
 -- test can point it at a dead port or at tests/faults/fault_server.lua.
 -- FAULT_CASE_TIMEOUT bounds the case (a hanging webhook hangs the RPC);
 -- FAULT_WAIT_TIMEOUT bounds wait_ready (GetAttestationInfo asks the webhook too).

@@ -55,14 +55,14 @@ end
 
 local function run_runbook(opts)
   local runbook = require "kmsrun.run.runbook"
-  local spec, err = runbook.load(opts.runbook)
-  if not spec then
-    io.stderr:write(err, "\n")
-    return exit_codes.USAGE
-  end
   local target, terr = load_target(opts.target)
   if not target then
     io.stderr:write("kmsrun: ", terr, "\n")
+    return exit_codes.USAGE
+  end
+  local spec, err = runbook.load(opts.runbook, { vars = opts.vars, target_vars = target.vars })
+  if not spec then
+    io.stderr:write(err, "\n")
     return exit_codes.USAGE
   end
   if opts.help then show_runbook_help(spec, target) return exit_codes.OK end
@@ -144,7 +144,7 @@ return function(argv)
       return 2
     end
     return run_in_task(serve, { table.unpack(args, 3) })
-  elseif cmd == "doc" or cmd == "check" or cmd == "plan" or cmd == "replay" or cmd == "cleanup" then
+  elseif cmd == "doc" or cmd == "check" or cmd == "plan" or cmd == "replay" or cmd == "cleanup" or cmd == "mutants" then
     local ok, sub = pcall(require, "kmsrun.cli.commands." .. cmd)
     if not ok then
       io.stderr:write("kmsrun ", cmd, ": ", tostring(sub), "\n")

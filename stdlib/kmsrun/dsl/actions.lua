@@ -11,6 +11,7 @@ local redact = require "kmsrun.report.redact"
 local events = require "kmsrun.report.events"
 local policies = require "kmsrun.kms.policies"
 local checks = require "kmsrun.dsl.attestation_checks"
+local policy_check = require "kmsrun.dsl.policy_check"
 
 local M = {}
 
@@ -192,7 +193,7 @@ M.rpc = api.define {
   signature = "rpc(kms, method, [body], [opts])", returns = "response",
   args = { { "kms", "kms" }, { "method", "string" }, { "body", "table|string?" },
     { "opts", "table?", options = { save = true, timeout = true, client_cert = true } } },
-  doc = [[Calls a prpc method (`Onboard.*` on the onboard endpoint, `KMS.*` on the runtime TLS endpoint) with a JSON body (default `{}`) and returns the response **whatever the HTTP status**: `res.status`, `res.body` (decoded JSON), `res.error` (the RPC error string, or nil), `res.ok` (200 and no error), `res.time`. An RPC error is data for `expect_error`, not an exception; only a transport failure (refused, timeout, TLS) fails the step. Every call goes to the transcript with private keys redacted; `opts.save = "name"` also saves the redacted response as evidence `rpc/<name>.json`. `opts.timeout` (seconds, default 30). `opts.client_cert = {cert=, key=}` presents a client certificate.]],
+  doc = [[Calls a prpc method (`Onboard.*` on the onboard endpoint, `KMS.*` on the runtime TLS endpoint) with a JSON body (default `{}`) and returns the response **whatever the HTTP status**: `res.status`, `res.body` (decoded JSON), `res.error` (the RPC error string, or nil), `res.ok` (200 and no error), `res.time`, and on the runtime (TLS) endpoint `res.server_cert` (the server's certificate, PEM) and `res.certs` (the chain it presented, leaf first). An RPC error is data for `expect_error`, not an exception; only a transport failure (refused, timeout, TLS) fails the step. Every call goes to the transcript with private keys redacted; `opts.save = "name"` also saves the redacted response as evidence `rpc/<name>.json`. `opts.timeout` (seconds, default 30). `opts.client_cert` presents a client certificate: an `attested_client(...)` (an attested caller the KMS accepts) or any `{cert=, key=}`.]],
   example = [[local res = rpc(src, "Onboard.Bootstrap", { domain = var.src_domain }, { save = "bootstrap-src-denied" })
 expect_error(res, "KMS is not allowed to bootstrap: boot denied: ")]],
   fn = function(h, method, body, opts)
@@ -207,12 +208,12 @@ expect_error(res, "KMS is not allowed to bootstrap: boot denied: ")]],
 
 M.finish = api.define {
   name = "finish", group = "rpc",
-  signature = "finish(kms)", returns = "nothing",
-  args = { { "kms", "kms" } },
-  doc = [[Ends onboard mode with `GET /finish` (not POST) and expects `OK`; the KMS then serves `KMS.*` over TLS on its runtime endpoint, so the handle switches to runtime mode. Follow it with `wait_ready(kms)`.]],
-  example = [[finish(src)
+  signature = "finish(kms, [opts])", returns = "nothing",
+  args = { { "kms", "kms" }, { "opts", "table?", options = { save = true } } },
+  doc = [[Ends onboard mode with `GET /finish` (not POST) and expects `OK`; the KMS then serves `KMS.*` over TLS on its runtime endpoint, so the handle switches to runtime mode. Follow it with `wait_ready(kms)`. `opts.save = "name"` keeps the answer as evidence `rpc/<name>.json`, like `rpc`'s.]],
+  example = [[finish(src, { save = "finish-src" })
 wait_ready(src)]],
-  fn = function(h)
+  fn = function(h, opts)
     require_deployed(h, "finish")
     return steps.run("finish " .. h.name, function(step)
       local r = run()
@@ -220,6 +221,8 @@ wait_ready(src)]],
       local res, err, code = http.request(url, { timeout = 30 })
       local seq = r:transcript({ kms = h.name, method = "GET /finish", url = url, status = res and res.status, response = res and res.body, error = err, duration = res and res.time })
       step.rpc_seq = seq
+      if opts and opts.save then r.evidence:json("rpc/" .. opts.save .. ".json", { kms = h.name, method = "GET /finish",
+        status = res and res.status, response = res and redact.response(res.body), error = err }) end
       if not res or res.status ~= 200 or res.body ~= "OK" then
         steps.fail("HTTP 200 OK from GET /finish", res and string.format("HTTP %d %s", res.status, res.body) or err, r:log_tail(h),
           res and "EXPECTATION" or (code == "ETIMEDOUT" and "TIMEOUT" or "TRANSPORT"))
@@ -246,11 +249,15 @@ M.set_policy = api.define {
   name = "set_policy", group = "policy",
   signature = "set_policy(auth, policy)", returns = "version",
   args = { { "auth", "auth" }, { "policy", "policy|table" } },
-  doc = [[Replaces the auth server's policy atomically and confirms the server serves it before the next step (version and SHA-256 checked). `policy` is built by `deny_all()`, `allow(...)`, `deny_by_mr(...)`, or is a free-form auth-simple config table. The snapshot is saved as evidence `policies/<n>-<auth>.json` and every later step records which policy version was in force.]],
+  doc = [[Replaces the auth server's policy atomically and confirms the server serves it before the next step (version and SHA-256 checked). `policy` is built by `deny_all()`, `allow(...)`, `deny_by_mr(...)`, `policy(name, config)`, or is a bare auth-simple config table (checked against auth-simple's schema: a wrong type or unknown key is an error, since auth-simple would silently deny everything or ignore the key). The snapshot is saved as evidence `policies/<n>-<auth>.json` and every later step records which policy version was in force.]],
   example = [[set_policy(auth_src, deny_by_mr(src))
 set_policy(auth_src, allow(src, dst))]],
   fn = function(auth, policy)
-    if policy.__kind ~= "policy" then policy = policies.custom(policy) end
+    if policy.__kind ~= "policy" then
+      local ok, err = policy_check.check(policy)
+      if not ok then api.usage_error("set_policy: " .. err) end
+      policy = policies.custom(policy)
+    end
     return steps.run(string.format("set_policy %s = %s", auth.name, policy.description), function(step)
       local version, sha = run():set_policy(auth, policy)
       step.actual = string.format("version %d, sha256 %s, live", version, sha:sub(1, 12))
@@ -263,12 +270,17 @@ M.parallel = api.define {
   name = "parallel", group = "flow",
   signature = "parallel(fn, ...)", returns = "the first result of each function",
   args = { { "fn", "function", variadic = true } },
-  doc = [[Runs the functions concurrently and returns the first result of each, in order. The first error cancels the others (their cleanups run) and is raised.]],
+  doc = [[Runs the functions concurrently and returns the first result of each, in order. The first error cancels the others (their cleanups run) and is raised. It is recorded as one step at its line (`parallel (N branches)`), like `step(name, fn)`: the branches' calls are part of it (each RPC is still its own transcript entry); inside a `step`, it is part of that step.]],
   example = [[local a, b = parallel(function() return rpc(src, "KMS.GetMeta") end,
                        function() return rpc(dst, "KMS.GetMeta") end)]],
   fn = function(...)
     run()
-    return task.parallel(...)
+    -- Concurrent branches cannot each be "the current step" (one step at a time is
+    -- recorded), so the group is the step, located at the parallel() call.
+    local fns = table.pack(...)
+    return steps.run(string.format("parallel (%d branches)", fns.n), function()
+      return task.parallel(table.unpack(fns, 1, fns.n))
+    end)
   end,
 }
 

@@ -90,8 +90,9 @@ function M.new()
   d.kms = api.define {
     name = "kms", group = "declare",
     signature = "kms(name, opts)", returns = "kms",
-    args = { { "name", "string" }, { "opts", "table", options = { auth = true, attestation = true, image = true } } },
-    doc = [[Declares a KMS instance (deployed later by `deploy`). `opts.auth` (required): the auth server its webhook points at. `opts.attestation = false` deploys it without any attestation source (no guest agent / simulator), to show there is no no-quote mode. `opts.image`: target-specific image name. The handle gets, once deployed: `onboard_url`, `runtime_url` (operator view), `guest.onboard_url`, `guest.runtime_url` (as seen from inside another CVM), `mode` (`onboard` or `runtime`), `attestation` (after `capture_attestation`).]],
+    args = { { "name", "string" }, { "opts", "table", options = { auth = true, attestation = true, image = true,
+      device = true, tcb_status = true, advisories = true, old_format_cert = true } } },
+    doc = [[Declares a KMS instance (deployed later by `deploy`). `opts.auth` (required): the auth server its webhook points at. `opts.attestation = false` deploys it without any attestation source (no guest agent / simulator), to show there is no no-quote mode. `opts.image`: target-specific image name (on sim the OS image the instance reports: another name, another `os_image_hash`). Emulator knobs (sim only): `opts.device` (a device label: instances with different labels run on different machines, so different `device_id`; by default all share one), `opts.tcb_status` (the TCB status the attestation reports, default `UpToDate`), `opts.advisories` (list of advisory ids it reports), `opts.old_format_cert = true` (its RPC certificate carries an attestation without vm_config, as an older KMS's does: a receiver onboarding from it sees an empty `osImageHash` and fills in its own). The handle gets, once deployed: `onboard_url`, `runtime_url` (operator view), `guest.onboard_url`, `guest.runtime_url` (as seen from inside another CVM), `mode` (`onboard` or `runtime`), `attestation` (after `capture_attestation`).]],
     example = [[local src = kms("kms-src", { auth = auth_src })]],
     fn = function(name, opts)
       unique_name("kms", name)
@@ -100,6 +101,10 @@ function M.new()
       end
       want("kms", "opts.attestation", opts.attestation, "boolean")
       want("kms", "opts.image", opts.image, "string")
+      want("kms", "opts.device", opts.device, "string")
+      want("kms", "opts.tcb_status", opts.tcb_status, "string")
+      want("kms", "opts.advisories", opts.advisories, "list of strings")
+      want("kms", "opts.old_format_cert", opts.old_format_cert, "boolean")
       local h = { __kind = "kms", name = name, spec = opts, auth = opts.auth, mode = "onboard", deployed = false,
         declared_at = api.runbook_location() }
       spec.kmss[#spec.kmss + 1] = h

@@ -4,6 +4,7 @@ local steps = require "kmsrun.dsl.steps"
 local json = require "kmsrun.lib.json"
 local redact = require "kmsrun.report.redact"
 local policies = require "kmsrun.kms.policies"
+local policy_check = require "kmsrun.dsl.policy_check"
 
 local M = {}
 
@@ -92,12 +93,16 @@ M.expect_ok = api.define {
 M.expect_eq = api.define {
   name = "expect_eq", group = "assert",
   signature = "expect_eq(actual, expected, what)", returns = "actual",
-  args = { { "actual", "any" }, { "expected", "any" }, { "what", "string" } },
-  doc = [[Passes if `actual == expected` (strings, numbers, booleans). `what` names the comparison in the report.]],
+  args = { { "actual", "any?" }, { "expected", "any?" }, { "what", "string" } },
+  doc = [[Passes if `actual == expected` (strings, numbers, booleans). `what` names the comparison in the report. A nil on either side fails the step (it is not a runbook error, so `--keep-going` goes on): nil is most often a misspelt or missing field, and two nils would otherwise pass. To expect that a value is absent, write `expect(x == nil, "what")`.]],
   example = [[expect_eq(dst_meta.k256_pubkey, src_meta.k256_pubkey, "dst inherited src's k256 key")]],
   fn = function(actual, expected, what)
     return steps.run("expect_eq " .. what, function(step)
       step.expected, step.actual = tostring(expected), tostring(actual)
+      if expected == nil or actual == nil then
+        steps.fail(expected == nil and "a non-nil expected value (nil: a missing field? use expect(x == nil, ...) for absence)"
+          or tostring(expected), tostring(actual))
+      end
       if actual ~= expected then steps.fail(tostring(expected), tostring(actual)) end
       return actual
     end)
@@ -133,12 +138,28 @@ M.allow = api.define {
   name = "allow", group = "policy",
   signature = "allow(kms, ...)", returns = "policy",
   args = { { "kms", "kms", variadic = true } },
-  doc = [[A policy that allows exactly these KMS instances: their observed `os_image_hash` in `osImages` and `mr_aggregated` in `kms.mrAggregated` (from `capture_attestation` in this run).]],
+  doc = [[A policy that allows these KMS instances by identity: their observed `os_image_hash` in `osImages` and `mr_aggregated` in `kms.mrAggregated` (from `capture_attestation` in this run). It is lenient elsewhere, on purpose: it also sets `kms.allowAnyDevice = true` (any device id passes; `kms.devices` is empty) and `gatewayAppId = "any"`. For a policy that pins devices or apps, build the config and name it with `policy(name, config)`.]],
   example = [[set_policy(auth_src, allow(src, dst))]],
   fn = function(...)
     local ok, p = pcall(policies.allow, ...)
     if not ok then api.usage_error(tostring(p)) end
     return p
+  end,
+}
+
+M.policy = api.define {
+  name = "policy", group = "policy",
+  signature = "policy(name, config)", returns = "policy",
+  args = { { "name", "string" }, { "config", "table" } },
+  doc = [[Names a hand-built auth-simple config (`osImages`, `kms = {mrAggregated, devices, allowAnyDevice}`, `apps`, `gatewayAppId`, `allowedTcbStatuses`, `allowedAdvisoryIds`, ...) so steps and the evidence show `name`. The config is checked against auth-simple's schema: a wrong type (auth-simple would fall back to its deny-all defaults), a key auth-simple does not know (it would be ignored) or a `{description, config}` wrapper is an error at the runbook line. `set_policy(auth, config)` checks a bare config the same way.]],
+  example = [[set_policy(auth_src, policy("src by device", {
+  osImages = { "0x" .. src.attestation.os_image_hash },
+  kms = { mrAggregated = { "0x" .. src.attestation.mr_aggregated }, devices = { "0x" .. src.attestation.device_id } },
+}))]],
+  fn = function(name, config)
+    local ok, err = policy_check.check(config)
+    if not ok then api.usage_error("policy " .. string.format("%q", name) .. ": " .. err) end
+    return policies.custom(config, name)
   end,
 }
 

@@ -7,15 +7,9 @@ local events = require "kmsrun.report.events"
 
 local M = {}
 
-local Failure = {}
-Failure.__index = Failure
-Failure.__tostring = function(f)
-  return string.format("%s: %s\n  expected: %s\n  actual:   %s", f.location or "?", f.step,
-    tostring(f.expected), tostring(f.actual))
-end
-M.Failure = Failure
-
-function M.is_failure(e) return getmetatable(e) == Failure end
+local outcome = require "kmsrun.dsl.outcome"
+M.Failure = outcome.Failure
+M.is_failure = outcome.is_failure
 
 local current -- {run=, case=, depth=}
 
@@ -26,14 +20,14 @@ function M.context() return current end
 -- events.CODES (default "EXPECTATION"): "TRANSPORT", "TIMEOUT", "INFRA".
 function M.fail(expected, actual, detail, code)
   local step = current and current.step
-  error(setmetatable({
+  error(outcome.failure {
     step = step and step.name or "?",
     expected = expected,
     actual = actual,
     detail = detail,
     code = code or "EXPECTATION",
     location = step and step.location or api.runbook_location(),
-  }, Failure), 0)
+  }, 0)
 end
 
 --- Runs fn as a recorded step named name (nested calls are part of the outer step).
@@ -60,25 +54,17 @@ function M.run(name, fn, ...)
     step.status = "passed"
   else
     local e = results[2]
-    if M.is_failure(e) then
-      step.status = "failed"
+    step.status, step.code = outcome.of(e)
+    if step.status == "failed" then
       step.expected, step.actual, step.detail = e.expected, e.actual, e.detail
-      step.code = e.code or "EXPECTATION"
-    elseif require("kmsrun.run.deadlines").is_timeout(e) then
-      step.status = "timeout"
+    elseif step.status == "timeout" then
       step.actual = "no result before the deadline; waiting for: " .. e.waiting
-      step.code = "TIMEOUT"
-    elseif require("kmsrun.lib.task").is_cancelled(e) and ctx.run.expiring then
-      step.status = "timeout"
+    elseif step.status == "interrupted" and ctx.run.expiring then
+      -- The deadline's watchdog cancelled the step: a timeout, not an interrupt.
+      step.status, step.code = "timeout", "TIMEOUT"
       step.actual = "no result before the deadline; waiting for: " .. ctx.run.expiring
-      step.code = "TIMEOUT"
-    elseif require("kmsrun.lib.task").is_cancelled(e) then
-      step.status = "interrupted"
-      step.code = "CANCELLED"
-    else
-      step.status = "error"
+    elseif step.status == "error" then
       step.actual = tostring(e)
-      step.code = (type(e) == "table" and e.usage) and "USAGE" or "RUNTIME"
     end
   end
   local last = ctx.case.last_rpc

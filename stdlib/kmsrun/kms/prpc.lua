@@ -55,6 +55,8 @@ function M.response(method, url, payload, res)
     json_error = decoded == nil and (json_error or "not JSON") or nil,
     time = res.time,
     certs = res.certs,
+    -- The TLS server's own certificate (runtime endpoint): its attestation, its CA.
+    server_cert = res.certs and res.certs[1] or nil,
   }
 end
 

@@ -4,11 +4,8 @@
 -- docs/schemas/events.schema.json; tests/e2e/test_events.sh validates every line.
 --
 -- Every step_end and case_end whose status is not "passed" (or "skipped")
--- carries `code`, one of the stable failure codes in M.CODES. A producer may pass
--- it (steps.lua / runner.lua know the error object); otherwise it is derived here
--- from the status and the recorded expectation, which is exact for statuses
--- interrupted, timeout and error, and a best effort among EXPECTATION,
--- TRANSPORT, TIMEOUT and INFRA for "failed".
+-- carries `code`, one of the stable failure codes in M.CODES, given by the
+-- producer from the error object (dsl/outcome.lua).
 local json = require "kmsrun.lib.json"
 local redact = require "kmsrun.report.redact"
 local time = require "kmsrun.time"
@@ -35,42 +32,8 @@ M.CODES = {
 
 local sink -- function(line)
 local seq = 0
-local case_codes = {} -- case name -> code of its last non-passed step
 
-function M.set_sink(fn) sink = fn; seq = 0; case_codes = {} end
-
---- The failure code of a step or case record (status, expected, actual, error).
--- Returns nil for passed and skipped.
-function M.classify(rec)
-  local status = rec.status
-  if status == "passed" or status == "skipped" or status == nil then return nil end
-  if status == "interrupted" then return "CANCELLED" end
-  if status == "timeout" then return "TIMEOUT" end
-  if status == "error" then
-    -- An uncaught Lua error carries a traceback in the case record; a usage error
-    -- is a located one-line message. A step only has tostring(error): RUNTIME.
-    local text = tostring(rec.error or "")
-    if rec.error and not text:find("stack traceback:", 1, true) then return "USAGE" end
-    return "RUNTIME"
-  end
-  -- "failed": the runner's own failure wordings (runner.lua, dsl/actions.lua).
-  local expected, actual = tostring(rec.expected or ""), tostring(rec.actual or "")
-  if expected:match("^an HTTP response from ")
-    or (expected:match("^HTTP 200 OK from GET /finish") and not actual:match("^HTTP ")) then
-    if actual:match("ETIMEDOUT") or actual:lower():match("timed? ?out") then return "TIMEOUT" end
-    return "TRANSPORT"
-  end
-  if expected:match(" within [%d.]+ s$") or expected:match("^runtime endpoint of .* announced$")
-    or expected:match("^time left for ") then
-    return "TIMEOUT"
-  end
-  if expected:match(" deployed on ") or expected:match("^policy of ") or expected:match("^auth server .* serving policy ")
-    or expected:match("^a policy source for ") or expected:match("^policy written to ")
-    or expected:match("^policy file holds ") then
-    return "INFRA"
-  end
-  return "EXPECTATION"
-end
+function M.set_sink(fn) sink = fn; seq = 0 end
 
 function M.emit(kind, data)
   if not sink then return end
@@ -78,16 +41,10 @@ function M.emit(kind, data)
   local ev = { seq = seq, time = time.wall(), event = kind }
   for k, v in pairs(data or {}) do ev[k] = v end
   if kind == "run_start" and ev.schema == nil then ev.schema = M.SCHEMA end
-  if kind == "step_end" or kind == "case_end" then
-    if ev.code == nil then
-      if kind == "case_end" and ev.status == "failed" then
-        ev.code = case_codes[ev.case] or "EXPECTATION"
-      else
-        ev.code = M.classify(ev)
-      end
-    end
-    if kind == "step_end" and ev.code then case_codes[ev.case] = ev.code end
-    if kind == "case_end" then case_codes[ev.case] = nil end
+  if (kind == "step_end" or kind == "case_end") and ev.code == nil and ev.status ~= "passed"
+    and ev.status ~= "skipped" then
+    -- dsl/outcome.lua gives every failed step and block its code; none is a bug.
+    error("events: " .. kind .. " with status " .. tostring(ev.status) .. " carries no failure code", 2)
   end
   sink(redact.scrub(json.encode(ev)) .. "\n")
 end

@@ -8,13 +8,14 @@ local time = require "kmsrun.time"
 local kms_config = require "kmsrun.kms.config"
 local tail = require("kmsrun.targets.registry").tail_file
 local sim_guest = require "kmsrun.targets.sim_guest"
+local attested = require "kmsrun.targets.sim_attested"
 
 local T = {
   name = "sim",
   summary = "kms-sim emulator processes on loopback (an emulator of the KMS protocol, not the real KMS)",
   vars = {
     sim_image = { default = "dstack-0.5.7-sim", help = "OS image name the emulated instances report (sim target)" },
-    sim_mutation = { default = "", help = "TEST ONLY: emulator mutation that re-creates a bug (sim target)" },
+    sim_mutation = { default = "", help = "TEST ONLY: emulator mutations that re-create a bug, comma separated: KMS and auth switches of kmsrun.emu.mutations (sim target)" },
     sim_faults = { default = "", help = "TEST ONLY: emulator fault switches, comma separated (sim target)" },
     sim_leak_keys_to = { default = "", help = "TEST ONLY: file where the emulators log the private keys they hand out, to prove the evidence has none (sim target)" },
     sim_guest_mode = { default = "", help = "TEST ONLY: guest-agent failure modes of a real dstack-kms with the simulator, comma separated: shared-identity, split-vm-config, unverifiable-quote (sim target)" },
@@ -73,9 +74,10 @@ function T.deploy(run, h)
   local config = work .. "/kms.toml"
   local ok, werr = fs.write(config, T.kms_toml(h, cert_dir))
   if not ok then return nil, werr end
+  h.sim_salt = crypto.hex(crypto.random(16))
   local argv = { proc.exe(), "serve", "kms-sim", "-c", config,
     "--image", h.spec.image or run.vars.sim_image,
-    "--salt", crypto.hex(crypto.random(16)) }
+    "--salt", h.sim_salt }
   if h.spec.attestation == false then
     argv[#argv + 1] = "--no-attestation"
   else
@@ -83,9 +85,12 @@ function T.deploy(run, h)
     if not extra then return nil, gerr end
     table.move(extra, 1, #extra, #argv + 1, argv)
   end
-  if run.vars.sim_mutation ~= "" then
+  for _, a in ipairs(attested.knob_args(h.spec)) do argv[#argv + 1] = a end
+  local switches, serr = attested.mutations(run.vars.sim_mutation)
+  if not switches then return nil, serr end
+  if #switches.kms > 0 then
     argv[#argv + 1] = "--mutation"
-    argv[#argv + 1] = run.vars.sim_mutation
+    argv[#argv + 1] = table.concat(switches.kms, ",")
   end
   if run.vars.sim_leak_keys_to ~= "" then
     argv[#argv + 1] = "--leak-keys-to"
@@ -123,6 +128,11 @@ function T.remove(run, h)
   if h.process and h.process:running() then h.process:kill(2) end
   return true
 end
+
+-- Attested callers (dsl/attested.lua) from the emulator's identity derivation.
+T.attester = attested.attester
+-- The auth emulator's share of sim_mutation (the runner starts the auth servers).
+T.auth_mutations = attested.auth_mutations
 
 function T.log_tail(run, h, n)
   return h.log_path and tail(h.log_path, n) or ""

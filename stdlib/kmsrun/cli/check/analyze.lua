@@ -92,6 +92,14 @@ function M.run(path, opts)
   if not target then return nil, terr end
   local a = { ctx = ctx, issues = ctx.issues, target = target, path = path }
 
+  -- var is readable once the header declares it, as at run time (runbook.lua).
+  ctx.on_header = function()
+    local h = ctx.spec.header or {}
+    local v = vars_mod.resolve(type(h.vars) == "table" and h.vars or {}, target, opts.vars)
+    if not v then return end -- an unknown --var: reported after loading
+    ctx.var_decls, ctx.var_values, ctx.vars_at_load = v.decls, v.values, true
+    for _, name in ipairs(v.missing) do ctx.var_missing[name] = true end
+  end
   local env = env_mod.new(ctx)
   a.spec = ctx.spec
   local chunk, err = load(text, chunkname, "t", env)

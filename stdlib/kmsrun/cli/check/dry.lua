@@ -9,6 +9,7 @@
 -- a case makes rather than the first.
 local api = require "kmsrun.dsl.api"
 local policies = require "kmsrun.kms.policies"
+local policy_check = require "kmsrun.dsl.policy_check"
 local unknown = require "kmsrun.cli.check.unknown"
 local methods = require "kmsrun.cli.check.methods"
 local placeholders = require "kmsrun.cli.check.placeholders"
@@ -233,7 +234,12 @@ function M.new(ctx)
 
   define("set_policy", function(a)
     local auth, policy = a[1], a[2]
-    if rawget(policy, "__kind") ~= "policy" then policy = policies.custom(policy) end
+    if rawget(policy, "__kind") ~= "policy" then
+      local ok, err = policy_check.check(policy)
+      -- Placeholders (an attestation not captured, a require'd value) are not typed.
+      if not ok and not unknown.within(policy, true) then mistake("set_policy: " .. err) end
+      policy = policies.custom(policy)
+    end
     world.policy_sets[#world.policy_sets + 1] = { auth = auth, policy = policy }
     record(string.format("set_policy %s = %s", auth.name, policy.description))
     return #world.policy_sets
@@ -257,6 +263,11 @@ function M.new(ctx)
   attested_policy("allow", policies.allow)
   attested_policy("deny_by_mr", policies.deny_by_mr)
   define("deny_all", function() return policies.deny_all() end)
+  define("policy", function(a)
+    local ok, err = policy_check.check(a[2])
+    if not ok and not unknown.within(a[2], true) then mistake(string.format("policy %q: %s", a[1], err)) end
+    return policies.custom(a[2], a[1])
+  end)
 
   -- Expectations ------------------------------------------------------------------
 

@@ -1,13 +1,17 @@
 -- The environment `kmsrun check` and `kmsrun plan` load a runbook in: the same
 -- names as runbook.environment (so "unknown name" means the same thing in both),
 -- with the real declarations (they have no side effects) wrapped so a mistake is
--- recorded and loading goes on, the actions replaced by the dry DSL, `require`
--- and `print` made inert, and an unknown name recorded instead of raised.
+-- recorded and loading goes on, the actions replaced by the dry DSL, `print`
+-- made inert, and an unknown name recorded instead of raised. The runbook's own
+-- helper modules (found next to it, run/modules.lua) are loaded and run for real
+-- against the dry DSL; host and stdlib modules (`kmsrun.*`) stay inert
+-- placeholders, so nothing is started or called.
 local api = require "kmsrun.dsl.api"
 local runbook = require "kmsrun.run.runbook"
 local declare = require "kmsrun.dsl.declare"
 local unknown = require "kmsrun.cli.check.unknown"
 local dry = require "kmsrun.cli.check.dry"
+local modules = require "kmsrun.run.modules"
 
 local M = {}
 
@@ -17,7 +21,11 @@ local function mistake(ctx, msg, key) ctx.issues:add_at(api.runbook_location(), 
 -- placed at the runbook line that made the call.
 local function record_error(ctx, e)
   if type(e) == "table" and e.usage then ctx.issues:add_located(e.message)
-  else mistake(ctx, (tostring(e):gsub("^[^\n]-:%d+: ", ""))) end
+  else
+    -- Raised at a line of the runbook or of one of its helper modules: that line.
+    local line, msg = ctx.issues:split(tostring(e))
+    if line then ctx.issues:add(line, msg) else mistake(ctx, (tostring(e):gsub("^[^\n]-:%d+: ", ""))) end
+  end
 end
 
 local function wrap_declaration(ctx, name, fn)
@@ -29,6 +37,8 @@ local function wrap_declaration(ctx, name, fn)
     if name == "runbook" then ctx.header_line = ctx.issues:line_of(api.runbook_location()) end
     local a = table.pack(...)
     local r = table.pack(pcall(fn, ...))
+    -- From here on var is readable, as at run time (runbook.lua).
+    if r[1] and name == "runbook" and ctx.on_header then ctx.on_header() end
     if r[1] then return table.unpack(r, 2, r.n) end
     -- A declaration fed an unknown (an earlier mistake) fails for that reason only.
     local vague = false
@@ -42,8 +52,8 @@ local function var_proxy(ctx)
   return setmetatable({}, {
     __index = function(_, name)
       name = tostring(name)
-      if ctx.phase == "load" then
-        mistake(ctx, "var." .. name .. " cannot be read while the runbook is loading; read it inside setup or a case")
+      if ctx.phase == "load" and not ctx.vars_at_load then
+        mistake(ctx, "var." .. name .. " cannot be read before runbook{vars = ...} declares it")
         return unknown.new("var." .. name)
       end
       if ctx.var_decls[name] == nil then
@@ -80,13 +90,32 @@ function M.new(ctx)
   local env = {}
   for name, v in pairs(real) do
     if d[name] then env[name] = wrap_declaration(ctx, name, d[name])
-    elseif api.functions[name] then env[name] = actions[name]
+    -- A pure declaration outside declare.lua (app) has no stand-in: it runs as is.
+    elseif api.functions[name] then env[name] = actions[name] or v
     else env[name] = v end
   end
   env.print = function() end
-  -- A module's functions would really run: the dry run gets an inert stand-in.
-  env.require = function(name) return unknown.new("require " .. tostring(name)) end
   env.var = var_proxy(ctx)
+  local req
+  req, ctx.helpers = modules.new {
+    dir = modules.dir_of(ctx.path), dsl = runbook.dsl_table(env),
+    -- Host and stdlib modules would really run: inert stand-ins.
+    host = function(name) return unknown.new("require " .. name) end,
+    env = function()
+      return runbook.module_environment(req, function(name, known)
+        local hint = api.functions[name] and (" (a helper module gets the DSL explicitly: local dsl = require \"kmsrun.dsl\")")
+          or (api.suggest(name, known) and (" (did you mean '" .. api.suggest(name, known) .. "'?)") or "")
+        mistake(ctx, string.format("unknown name '%s'%s", name, hint))
+        return unknown.new(name)
+      end)
+    end,
+  }
+  env.require = function(name)
+    local ok, r = pcall(req, name)
+    if ok then return r end
+    record_error(ctx, r)
+    return unknown.new("require " .. tostring(name))
+  end
   ctx.known = runbook.known_names(env)
   return setmetatable(env, {
     __index = function(_, name)

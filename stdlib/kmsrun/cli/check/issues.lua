@@ -3,6 +3,8 @@
 -- in the source and looked up when the case runs), so each has a key and the
 -- first report of a key wins: the static pass runs first and knows more (the
 -- locals in scope) for "did you mean".
+local api = require "kmsrun.dsl.api"
+
 local M = {}
 
 local Issues = {}
@@ -14,7 +16,8 @@ function M.new(short_src)
   return setmetatable({ list = {}, seen = {}, short_src = short_src, seq = 0 }, Issues)
 end
 
---- Adds a mistake at line (a number, or nil when it has none).
+--- Adds a mistake at line (a number: the runbook's line; a string "file:N": a
+-- line of one of the runbook's helper modules; nil when it has none).
 function Issues:add(line, message, key)
   key = key or ((line or "?") .. ":" .. message)
   if self.seen[key] then return end
@@ -32,6 +35,9 @@ function Issues:split(text)
     local line, rest = text:sub(#prefix + 1):match("^(%d+): ?(.*)$")
     if line then return tonumber(line), rest end
   end
+  -- A line of a helper module the runbook loaded (run/modules.lua registers them).
+  local file, line, rest = text:match("^([^\n]-):(%d+): ?(.*)$")
+  if file and api.runbook_sources["@" .. file] then return file .. ":" .. line, rest end
   return nil, text
 end
 
@@ -54,8 +60,20 @@ end
 --- The mistakes in line order (in order of discovery within a line).
 function Issues:sorted()
   local list = { table.unpack(self.list) }
+  -- The runbook's lines first, then the helper modules' (by file, then line).
+  local function key(i)
+    if type(i.line) == "string" then
+      local f, n = i.line:match("^(.*):(%d+)$")
+      return 1, f, tonumber(n)
+    end
+    return 0, "", i.line or 0
+  end
   table.sort(list, function(a, b)
-    if (a.line or 0) ~= (b.line or 0) then return (a.line or 0) < (b.line or 0) end
+    local ga, fa, la = key(a)
+    local gb, fb, lb = key(b)
+    if ga ~= gb then return ga < gb end
+    if fa ~= fb then return fa < fb end
+    if la ~= lb then return la < lb end
     return a.seq < b.seq
   end)
   return list
@@ -66,7 +84,8 @@ function Issues:count() return #self.list end
 --- Writes "path:line: message" lines to out (a file handle).
 function Issues:write(out, path)
   for _, i in ipairs(self:sorted()) do
-    if i.line then out:write(path, ":", i.line, ": ", i.message, "\n")
+    if type(i.line) == "string" then out:write(i.line, ": ", i.message, "\n")
+    elseif i.line then out:write(path, ":", i.line, ": ", i.message, "\n")
     else out:write(path, ": ", i.message, "\n") end
   end
 end

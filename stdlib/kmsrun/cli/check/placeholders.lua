@@ -10,7 +10,7 @@ local methods = require "kmsrun.cli.check.methods"
 local M = {}
 
 -- The fields of prpc.call's response (prpc.lua).
-local RESPONSE_FIELDS = { "status", "body", "raw", "error", "ok", "time", "method", "url", "request", "certs" }
+local RESPONSE_FIELDS = { "status", "body", "raw", "error", "ok", "time", "method", "url", "request", "certs", "server_cert" }
 
 local body
 
@@ -49,6 +49,7 @@ function M.response(h, method, m, mistake, request)
     __kind = "response", __kms = h.name, method = method, url = "<" .. label .. " url>", certs = {},
     status = unknown.new(label .. " status"), ok = unknown.new(label .. " ok"),
     error = unknown.new(label .. " error"), raw = "", time = 0, request = request,
+    server_cert = unknown.new(label .. " server_cert"),
     body = (m and m.response) and body(m.response, label, mistake) or unknown.new(label .. " body"),
   }
   return setmetatable(res, { __index = function(_, k)

@@ -12,7 +12,9 @@ usage: kmsrun check RUNBOOK.lua [--var NAME=VALUE ...] [--target NAME] [--isolat
   called) and reports its mistakes: syntax errors, unknown names and variables,
   wrong argument types and option names, unknown RPC methods and fields,
   handles used before deploy / wait_ready / finish / capture_attestation,
-  bad `needs`, duplicate names.
+  bad `needs`, duplicate names. The runbook's own helper modules (`require`d
+  from next to it) are loaded and run for real against the dry DSL; host and
+  stdlib modules (`kmsrun.*`) stay placeholders, so no host call is made.
   --isolated   also check each case as `--case N` would run it alone
 exit codes: 0 no mistake found, 2 mistakes found or usage error
 ]]
@@ -36,6 +38,12 @@ return function(args)
     return exit_codes.USAGE
   end
   a.issues:write(io.stdout, opts.runbook)
+  local helpers = a.ctx.helpers or {}
+  if #helpers > 0 then
+    -- Said, because it differs from the host modules: these ran for real.
+    print(string.format("helper modules loaded and run for real against the dry DSL (host calls simulated): %s",
+      table.concat(helpers, ", ")))
+  end
   local n = a.issues:count()
   if n > 0 then
     print(string.format("%s: %d mistake%s found", opts.runbook, n, n == 1 and "" or "s"))

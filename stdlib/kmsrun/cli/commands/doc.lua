@@ -19,6 +19,7 @@ local function dsl_records()
   require("kmsrun.dsl.declare").new()
   require "kmsrun.dsl.actions"
   require "kmsrun.dsl.expect"
+  require "kmsrun.dsl.attested"
   local list = {}
   for _, name in ipairs(api.order) do list[#list + 1] = api.functions[name] end
   return list

@@ -107,24 +107,30 @@ local function find_app(apps, app_id)
 end
 
 -- The first rule that denies, or nil; the order is auth-simple's and decides the reason.
-local function deny_reason(config, is_kms, boot)
-  if not contains(config.allowedTcbStatuses, boot.tcbStatus) then return "TCB status is not allowed" end
-  for _, id in ipairs(boot.advisoryIds) do
-    if not contains(config.allowedAdvisoryIds, id) then return "advisory ID is not allowed" end
+-- skip: the set of test-only mutations (emu/mutations.lua) that remove a rule.
+local function deny_reason(config, is_kms, boot, skip)
+  if not skip["auth-ignore-tcb-status"] then
+    if not contains(config.allowedTcbStatuses, boot.tcbStatus) then return "TCB status is not allowed" end
+    for _, id in ipairs(boot.advisoryIds) do
+      if not contains(config.allowedAdvisoryIds, id) then return "advisory ID is not allowed" end
+    end
   end
-  if not contains(config.osImages, M.normalize(boot.osImageHash), true) then return "OS image is not allowed" end
+  if not skip["auth-ignore-os-image"] and not contains(config.osImages, M.normalize(boot.osImageHash), true) then
+    return "OS image is not allowed"
+  end
   local device_id = M.normalize(boot.deviceId)
+  local any_device = skip["auth-ignore-device"]
   if is_kms then
     if not contains(config.kms.mrAggregated, M.normalize(boot.mrAggregated), true) then
       return "aggregated MR not allowed"
     end
-    if not device_allowed(config.kms, device_id) then return "KMS is not allowed to boot on this device" end
+    if not any_device and not device_allowed(config.kms, device_id) then return "KMS is not allowed to boot on this device" end
     return nil
   end
   local app = find_app(config.apps, M.normalize(boot.appId))
   if not app then return "app not registered" end
   if not contains(app.composeHashes, M.normalize(boot.composeHash), true) then return "compose hash not allowed" end
-  if not device_allowed(app, device_id) then return "app is not allowed to boot on this device" end
+  if not any_device and not device_allowed(app, device_id) then return "app is not allowed to boot on this device" end
   return nil
 end
 
@@ -132,10 +138,10 @@ local KIND = { ["/bootAuth/kms"] = "kms", ["/bootAuth/app"] = "app" }
 
 -- The 200 answer for a valid boot info; get_config is only called here because
 -- auth-simple reads its policy only once the request has passed validation.
-local function answer(get_config, kind, boot)
+local function answer(get_config, kind, boot, skip)
   local ok, config, reason = pcall(function()
     local config = get_config()
-    return config, deny_reason(config, kind == "kms", boot)
+    return config, deny_reason(config, kind == "kms", boot, skip or {})
   end)
   if not ok then
     -- auth-simple's catch-all answer: still 200, and note its different key order.
@@ -154,12 +160,12 @@ end
 -- nil or invalid means the defaults); path: "/bootAuth/kms" or "/bootAuth/app";
 -- body: the request body as a table. Returns status (200, or 400 for a body that
 -- fails the schema), the response table, and the validated boot info (nil on 400).
-function M.decide(config, path, body)
+function M.decide(config, path, body, skip)
   local kind = kind_of(path)
   local boot, issues = M.BOOT_INFO:parse(body)
   if not boot then return 400, z.error_body(issues) end
   local function get_config() return config and M.validate(config) or M.defaults() end
-  return 200, answer(get_config, kind, boot), boot
+  return 200, answer(get_config, kind, boot, skip), boot
 end
 
 --- The GET / answer for a validated config.
@@ -238,7 +244,7 @@ end
 -- get_config(): the config in force (called only where auth-simple reads its file).
 -- Returns status, body text, headers, and for the two POST routes an outcome table
 -- {kind, status, response, boot, value} describing the decision (nil otherwise).
-function M.handle(req, get_config)
+function M.handle(req, get_config, skip)
   local method, path = req.method, route_path(req.path or "/")
   -- hono answers HEAD like GET, without the body.
   if method == "HEAD" then
@@ -262,7 +268,7 @@ function M.handle(req, get_config)
   local boot, issues = M.BOOT_INFO:parse(value)
   local status, response = 400, nil
   if boot then
-    status, response = 200, answer(get_config, kind, boot)
+    status, response = 200, answer(get_config, kind, boot, skip)
   else
     response = z.error_body(issues)
   end

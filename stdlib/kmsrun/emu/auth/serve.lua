@@ -7,10 +7,13 @@ local USAGE = [[usage: kmsrun serve auth [--config FILE] [--port N] [--host H] [
   --port N       port, 0 picks a free one (env PORT, default 3000)
   --host H       address to listen on (default 127.0.0.1)
   --log FILE     append every decision to FILE as one JSON line
+  --mutation N   TEST ONLY: remove a policy rule (auth-ignore-os-image, auth-ignore-device,
+                 auth-ignore-tcb-status; comma separated)
 Prints "listening on http://HOST:PORT" once ready; stops on SIGTERM or SIGINT.
 ]]
 
-local FLAGS = { ["--config"] = "config", ["--port"] = "port", ["--host"] = "host", ["--log"] = "log" }
+local FLAGS = { ["--config"] = "config", ["--port"] = "port", ["--host"] = "host", ["--log"] = "log",
+  ["--mutation"] = "mutation" }
 
 local function parse(args)
   local o = {}
@@ -70,7 +73,7 @@ return function(args)
 
   local srv, serr = auth.start({
     config_path = config_path, port = port, host = o.host or "127.0.0.1", log_path = o.log,
-    on_decision = function(e) io.stderr:write(describe(e)) end,
+    on_decision = function(e) io.stderr:write(describe(e)) end, mutations = o.mutation,
   })
   if not srv then
     io.stderr:write("kmsrun serve auth: cannot listen: ", tostring(serr), "\n")

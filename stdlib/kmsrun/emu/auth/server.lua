@@ -8,6 +8,7 @@ local crypto = require "kmsrun.crypto"
 local time = require "kmsrun.time"
 local json = require "kmsrun.lib.json_js"
 local policy = require "kmsrun.emu.auth.policy"
+local mutation_registry = require "kmsrun.emu.mutations"
 local z = require "kmsrun.emu.auth.zod"
 
 local M = {}
@@ -23,6 +24,8 @@ M.__doc = {
         .. "`opts.policy` (a table or JSON text) is the initial policy, written to the file when there is one. "
         .. "`opts.log_path` appends each decision as a JSON line; `opts.on_decision(entry)` and "
         .. "`opts.on_message(line)` (default stderr) observe decisions and config problems. "
+        .. "`opts.mutations` (TEST ONLY: a list or \"a,b\" of the auth switches of emu/mutations.lua) removes "
+        .. "policy rules, each announced with a WARNING line. "
         .. "The server has fields `url` (`http://127.0.0.1:PORT`), `host` and `port`." },
     { name = "server:set_policy", signature = "srv:set_policy(policy)", returns = "version, sha256 | nil, err, code",
       doc = "Replaces the policy atomically, live on the next request. A table is written as canonical JSON "
@@ -44,7 +47,7 @@ M.__doc = {
 
 local OPTIONS = {
   port = "number", host = "string", config_path = "string", policy = "table|string",
-  log_path = "string", on_decision = "function", on_message = "function",
+  log_path = "string", on_decision = "function", on_message = "function", mutations = "table|string",
 }
 
 local function check_options(opts)
@@ -176,7 +179,7 @@ function Auth:handle(req)
     config, source = self:current()
     return config
   end
-  local status, body, headers, outcome = policy.handle(req, get_config)
+  local status, body, headers, outcome = policy.handle(req, get_config, self.mutations)
   if outcome then self:record(req, outcome, source) end
   return status, body, headers
 end
@@ -184,7 +187,10 @@ end
 --- Starts an auth server; see docs/auth-server.md. Returns the handle | nil, err, code.
 function M.start(opts)
   opts = check_options(opts)
+  local mutations, merr = mutation_registry.set(opts.mutations or {}, "auth")
+  if not mutations then return nil, merr, "EINVAL" end
   local self = setmetatable({
+    mutations = mutations,
     config_path = opts.config_path, log_path = opts.log_path, on_decision = opts.on_decision,
     on_message = opts.on_message or function(line) io.stderr:write(line, "\n") end,
     version = 0, seq = 0, log = {},
@@ -203,6 +209,10 @@ function M.start(opts)
     { host = opts.host or "127.0.0.1", port = opts.port or 0 })
   if not srv then return nil, err, code end
   self.http, self.host, self.port, self.url = srv, srv.host, srv.port, srv:url()
+  for name in pairs(mutations) do
+    self:message(string.format("WARNING: TEST-ONLY MUTATION ACTIVE: %s -- %s; this emulator deliberately misbehaves",
+      name, mutation_registry.find(name).description))
+  end
   return self
 end
 

@@ -39,6 +39,8 @@ function A.build(id, report_data)
   local log = S.arr()
   for i, ev in ipairs(id.events) do log[i] = S.obj { { "event", ev[1] }, { "payload", hex.encode(ev[2]) } } end
   local s = identity.summary(id)
+  local advisories = S.arr()
+  for i, a in ipairs(id.advisory_ids or {}) do advisories[i] = a end
   local fields = {
     { "format", A.FORMAT },
     { "notice", A.NOTICE },
@@ -49,7 +51,7 @@ function A.build(id, report_data)
     { "event_log", log },
     { "ppid", s.ppid },
     { "tcb_status", id.tcb_status },
-    { "advisory_ids", S.arr() },
+    { "advisory_ids", advisories },
     { "vm_config", id.vm_config },
     { "identity", S.obj {
       { "os_image_hash", s.os_image_hash }, { "mr_aggregated", s.mr_aggregated }, { "mr_system", s.mr_system },
@@ -60,7 +62,8 @@ function A.build(id, report_data)
   -- Only on an instance told its quotes do not verify (guest_modes.lua).
   if id.unverifiable then table.insert(fields, #fields, { "unverifiable", tostring(id.unverifiable) }) end
   local body = S.encode(S.obj(fields))
-  -- The digest covers every byte before it, so any edit of the document is detected.
+  -- The digest is the SHA-256 of the document without its digest member (body, ending in
+  -- "}"), so any edit of the document is detected.
   return body:sub(1, -2) .. ',"digest":"' .. hex.encode(crypto.sha256(body)) .. '"}'
 end
 
@@ -182,8 +185,13 @@ function A.agent(id, opts)
 end
 
 --- Attest: returns the blob for 64 bytes of report data, or nil, transport error.
-function Agent:attest(report_data)
+-- without_vm_config: the attestation of an older KMS's certificate, which carried no vm_config
+-- (its boot info then has an empty os_image_hash, kms-protocol.md 3.3 step e).
+function Agent:attest(report_data, without_vm_config)
   if self.unavailable then return nil, self.transport end
+  if without_vm_config then
+    return A.build(setmetatable({ vm_config = "" }, { __index = self.id }), report_data)
+  end
   return A.build(self.id, report_data)
 end
 

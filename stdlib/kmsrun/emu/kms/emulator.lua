@@ -313,11 +313,15 @@ local function build_inst(opts)
   if not salt and type(saved) == "table" and type(saved.salt) == "string" then salt = hex.decode(saved.salt) end
   salt = salt or crypto.random(16)
   store.write(paths.identity, string.format('{"note":"kms-sim (emulator) identity inputs","salt":"%s"}', hex.encode(salt)))
-  local id = identity.derive { image = opts.image, compose = compose, salt = salt, device = device }
+  if opts.tcb_status ~= nil and (type(opts.tcb_status) ~= "string" or opts.tcb_status == "") then
+    return nil, "tcb_status must be a non-empty string"
+  end
+  local id = identity.derive { image = opts.image, compose = compose, salt = salt, device = device,
+    tcb_status = opts.tcb_status, advisory_ids = opts.advisories }
 
   local inst = setmetatable({
     cfg = cfg, paths = paths, identity = id, mutations = mutations, faults = fl,
-    name = opts.name or "kms", leak_path = opts.leak_keys_to,
+    name = opts.name or "kms", leak_path = opts.leak_keys_to, old_format_cert = opts.old_format_cert == true,
     log_fn = opts.log or function(line) io.stderr:write(line, "\n"); io.stderr:flush() end,
   }, Inst)
   inst.rewrite = rewriter(aliases)
@@ -332,7 +336,7 @@ end
 
 --- Starts an emulated KMS instance in this process (must run in a task). Options:
 -- config (table, TOML path, or a list of them), image, compose (bytes), salt (hex), device (hex),
--- no_attestation, agent_address, mutations (list or "a,b"), faults (list of specs),
+-- tcb_status, advisories (list), old_format_cert (bool), no_attestation, agent_address, mutations (list or "a,b"), faults (list of specs),
 -- leak_keys_to (path), host_alias (list of "FROM=TO" or a map), name, log (fn(line)),
 -- vm_config, reported_vm_config, unverifiable_quote (guest_modes.lua),
 -- on_listen (fn(handle, url)), on_exit (fn(handle)).

@@ -4,31 +4,14 @@
 -- (late listen, slow/crashing/erroring methods) for harness robustness tests.
 local M = {}
 
-M.MUTATIONS = {
-  ["skip-bootstrap-self-check"] = "Bootstrap does not ask the webhook whether the KMS itself is allowed",
-  ["skip-receiver-source-check"] = "Onboard (receiver) does not check the source KMS against its own webhook",
-  ["skip-runtime-self-check"] = "trusted runtime RPCs do not re-check the KMS's own authorization",
-  ["allow-no-quote"] = "without a guest agent, bootstrap succeeds with an empty attestation and trusted RPCs skip the self-check",
-}
+-- The switch names and descriptions live in the emulators' one registry (emu/mutations.lua).
+local registry = require "kmsrun.emu.mutations"
+
+M.MUTATIONS = registry.descriptions("kms")
 
 --- Validates mutation names (a list, or a comma-separated string). Returns a set or nil, error.
 function M.mutations(list)
-  local set = {}
-  if type(list) == "string" then
-    local l = {}
-    for name in list:gmatch("[^,%s]+") do l[#l + 1] = name end
-    list = l
-  end
-  for _, name in ipairs(list or {}) do
-    if not M.MUTATIONS[name] then
-      local known = {}
-      for k in pairs(M.MUTATIONS) do known[#known + 1] = k end
-      table.sort(known)
-      return nil, "unknown mutation '" .. name .. "' (known: " .. table.concat(known, ", ") .. ")"
-    end
-    set[name] = true
-  end
-  return set
+  return registry.set(list, "kms")
 end
 
 -- "KMS.GetTempCaCert" and "GetTempCaCert" name the same method.

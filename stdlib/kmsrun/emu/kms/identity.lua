@@ -57,12 +57,18 @@ function M.measure(regs, events, boottime)
   }
 end
 
---- Builds an identity from inputs: { image = name, compose = bytes, salt = bytes, device = bytes }.
+--- The raw PPID (16 bytes) of a device label; the default label is every instance's.
+function M.device_ppid(label)
+  return crypto.sha256("kmsrun-sim:device:" .. (label or M.DEFAULT_DEVICE)):sub(1, 16)
+end
+
+--- Builds an identity from inputs: { image = name, compose = bytes, salt = bytes, device = bytes,
+-- tcb_status = string (default "UpToDate"), advisory_ids = {strings}, app_id = bytes }.
 function M.derive(inputs)
   local image = inputs.image or M.DEFAULT_IMAGE
   local compose = inputs.compose or ""
   local salt = assert(inputs.salt, "identity.derive: salt is required")
-  local device = inputs.device or crypto.sha256("kmsrun-sim:device:" .. M.DEFAULT_DEVICE):sub(1, 16)
+  local device = inputs.device or M.device_ppid()
   local id = {
     image = image,
     os_image_hash = crypto.sha256("kmsrun-sim:os-image:" .. image),
@@ -76,8 +82,8 @@ function M.derive(inputs)
     instance_id = crypto.sha256("kmsrun-sim:instance-id:" .. salt):sub(1, 20),
     ppid = device,
     device_id = crypto.sha256(device),
-    tcb_status = "UpToDate",
-    advisory_ids = {},
+    tcb_status = inputs.tcb_status or "UpToDate",
+    advisory_ids = inputs.advisory_ids or {},
     tee_variant = M.TEE_VARIANT,
   }
   id.app_id = inputs.app_id or id.compose_hash:sub(1, 20)
@@ -98,7 +104,7 @@ function M.summary(id)
     image = id.image, os_image_hash = hex.encode(id.os_image_hash), mr_aggregated = hex.encode(id.mr_aggregated),
     mr_system = hex.encode(id.mr_system), app_id = hex.encode(id.app_id), compose_hash = hex.encode(id.compose_hash),
     instance_id = hex.encode(id.instance_id), device_id = hex.encode(id.device_id), ppid = hex.encode(id.ppid),
-    tcb_status = id.tcb_status, tee_variant = id.tee_variant,
+    tcb_status = id.tcb_status, tee_variant = id.tee_variant, advisory_ids = id.advisory_ids,
   }
 end
 

@@ -56,7 +56,7 @@ end
 function K.rpc_cert(inst, keys, root_ca_crt, domain, attest)
   local exts = { { oid = A.OID_SPECIAL_USAGE, value = "kms:rpc" } }
   if attest then
-    local blob, err = inst.agent:attest(A.ratls_report_data(K.spki(keys.rpc_key)))
+    local blob, err = inst.agent:attest(A.ratls_report_data(K.spki(keys.rpc_key)), inst.old_format_cert)
     if not blob then
       if not inst:mutation("allow-no-quote") then return nil, K.QUOTE_CONTEXT .. ": " .. err end
     else

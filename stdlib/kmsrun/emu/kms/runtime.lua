@@ -10,6 +10,7 @@ local messages = require "kmsrun.emu.kms.messages"
 local selfauth = require "kmsrun.emu.kms.selfauth"
 local derive = require "kmsrun.emu.kms.derive"
 local prpc = require "kmsrun.emu.kms.prpc"
+local signcert = require "kmsrun.emu.kms.signcert"
 
 local R = {}
 
@@ -27,33 +28,6 @@ function R.client_attestation(req)
   local v, verr = A.verify_with_ra_pubkey(blob, info.public_key_der)
   if not v then return nil, "invalid quote: " .. verr end
   return { attestation = v }
-end
-
--- The SCALE framing of a CSR: compact-length string (confirm) and bytes (pubkey).
--- The emulator decodes only this much; parity-scale-codec reports any failure as "Codec error".
-local function scale_prefix_ok(csr)
-  local pos = 1
-  local function compact()
-    local b = csr:byte(pos)
-    if not b then return nil end
-    local mode = b & 3
-    if mode == 0 then pos = pos + 1; return b >> 2 end
-    if mode == 1 then
-      if #csr < pos + 1 then return nil end
-      local v = string.unpack("<I2", csr, pos); pos = pos + 2; return v >> 2
-    end
-    if mode == 2 then
-      if #csr < pos + 3 then return nil end
-      local v = string.unpack("<I4", csr, pos); pos = pos + 4; return v >> 2
-    end
-    return nil
-  end
-  for _ = 1, 2 do
-    local len = compact()
-    if not len or pos + len - 1 > #csr then return false end
-    pos = pos + len
-  end
-  return true
 end
 
 local function leak(inst, method, kind, value)
@@ -148,14 +122,7 @@ function R.service(inst)
       end },
 
       SignCert = { input = m.SignCertRequest, output = m.SignCertResponse, handler = function(_, req)
-        local ok, err = self_check()
-        if ok == nil then return nil, err end
-        if req.api_version ~= 1 and req.api_version ~= 2 then
-          return nil, "Unsupported API version: " .. req.api_version
-        end
-        if not scale_prefix_ok(req.csr) then return nil, "Failed to parse csr: Codec error" end
-        return nil, "Failed to parse csr: kms-sim (emulator) does not decode the CSR's CertConfig; "
-          .. "SignCert is emulated only up to CSR parsing"
+        return signcert.handle(inst, req)
       end },
     },
   }

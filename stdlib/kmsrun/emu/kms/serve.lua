@@ -15,6 +15,10 @@ kms-sim is kmsrun's EMULATOR of the dstack KMS protocol (not the KMS; attestatio
   --salt HEX               per-deployment salt (default: kept in cert_dir, random the first time)
   --device HEX             emulated platform device id / PPID (default: a fixed emulated device)
   --no-attestation         behave as a KMS without guest agent (also: DSTACK_AGENT_ADDRESS=unix:<missing>)
+  --tcb-status STATUS      TCB status the attestation reports (default UpToDate)
+  --advisory ID            an advisory id the attestation reports; repeatable
+  --old-format-cert        the RPC certificate's attestation carries no vm_config, as an older KMS's
+                           does (a receiver then fills the empty osImageHash with its own)
   --host-alias FROM=TO     rewrite host FROM to TO in outgoing URLs (webhook, source_url); repeatable
   --name NAME              instance name in log lines
 GUEST-AGENT FAILURE MODES (what a real dstack-kms would see from its simulator):
@@ -25,7 +29,8 @@ GUEST-AGENT FAILURE MODES (what a real dstack-kms would see from its simulator):
 TEST ONLY:
   --mutation NAME          re-create an authorization bug (env KMSRUN_SIM_MUTATION); repeatable:
                            skip-bootstrap-self-check, skip-receiver-source-check,
-                           skip-runtime-self-check, allow-no-quote
+                           skip-runtime-self-check, allow-no-quote, skip-kms-caller-check,
+                           skip-app-check (all switches: emu/mutations.lua)
   --fault SPEC             listen-delay=S, slow=METHOD:S, crash=METHOD, status500=METHOD,
                            badjson=METHOD; repeatable
   --leak-keys-to FILE      append every private key handed out in an RPC response to FILE
@@ -34,19 +39,23 @@ TEST ONLY:
 local VALUE = {
   ["-c"] = "config", ["--config"] = "config", ["--image"] = "image", ["--compose-file"] = "compose_file",
   ["--salt"] = "salt", ["--device"] = "device", ["--name"] = "name", ["--leak-keys-to"] = "leak_keys_to",
+  ["--tcb-status"] = "tcb_status",
   ["--identity-from"] = "identity_from", ["--vm-config"] = "vm_config", ["--reported-vm-config"] = "reported_vm_config",
   ["--unverifiable-quote"] = "unverifiable_quote",
 }
-local LIST = { ["--mutation"] = "mutations", ["--fault"] = "faults", ["--host-alias"] = "host_alias" }
+local LIST = { ["--mutation"] = "mutations", ["--fault"] = "faults", ["--host-alias"] = "host_alias",
+  ["--advisory"] = "advisories" }
 
 local function parse(args)
-  local o = { mutations = {}, faults = {}, host_alias = {} }
+  local o = { mutations = {}, faults = {}, host_alias = {}, advisories = {} }
   local i = 1
   while i <= #args do
     local a = args[i]
     if a == "-h" or a == "--help" then return nil, nil, true end
     if a == "--no-attestation" then
       o.no_attestation = true
+    elseif a == "--old-format-cert" then
+      o.old_format_cert = true
     else
       local name, inline = a:match("^(%-%-[%w-]+)=(.*)$")
       name = name or a
@@ -73,6 +82,7 @@ return function(args)
     image = o.image, salt = o.salt, device = o.device, name = o.name, no_attestation = o.no_attestation,
     faults = o.faults, host_alias = o.host_alias, leak_keys_to = o.leak_keys_to,
     mutations = #o.mutations > 0 and o.mutations or nil,
+    tcb_status = o.tcb_status, advisories = o.advisories, old_format_cert = o.old_format_cert,
     vm_config = o.vm_config, reported_vm_config = o.reported_vm_config, unverifiable_quote = o.unverifiable_quote,
   }
   if o.identity_from then

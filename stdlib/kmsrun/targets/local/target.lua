@@ -16,6 +16,7 @@ local hostport = require "kmsrun.targets.hostport"
 local procs = require "kmsrun.targets.local.procs"
 local collateral = require "kmsrun.targets.local.collateral"
 local simulator = require "kmsrun.targets.local.simulator"
+local local_attested = require "kmsrun.targets.local_attested"
 
 local T = {
   name = "local",
@@ -147,6 +148,8 @@ local function guest_agent(run, h, root)
 end
 
 function T.deploy(run, h)
+  local kerr = require("kmsrun.targets.knobs").refuse(h, T.name)
+  if kerr then return nil, kerr end
   local root, err = procs.workspace(run)
   if not root then return nil, err end
   etc_warning(run)
@@ -207,6 +210,19 @@ end
 function T.remove(run, h)
   if h.process and h.process:running() then h.process:kill(2) end
   return true
+end
+
+-- Attested callers (dsl/attested.lua): a simulator's Attest over the caller's key. A
+-- KMS attests through its own simulator; an app gets a simulator of its own (its
+-- fixture files from simulator_dirs[<app>] or simulator_dir), started once.
+function T.attester(run, of)
+  return local_attested.attester(run, of, function()
+    if of.__kind == "kms" then
+      if not of.simulator then return nil, of.name .. " has no simulator yet (deploy it first)" end
+      return of.simulator
+    end
+    return procs.once(run, "simulator:" .. of.name, function() return simulator.start(run, of) end)
+  end)
 end
 
 function T.log_tail(run, h, n)

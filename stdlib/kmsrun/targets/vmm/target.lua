@@ -18,6 +18,9 @@ local T = {
   name = "vmm",
   registers_removal = true, -- before CreateVm, so an interrupted create is undone too
   summary = "real dstack-kms CVMs on a dstack-vmm",
+  -- No T.attester: an attested caller is an app CVM's guest agent, which kmsrun does not deploy.
+  attester_note = "an attested caller needs an app CVM (its guest agent makes the RA-TLS key); "
+    .. "kmsrun deploys KMS CVMs only — run the app side in a CVM of your own",
   vars = {
     vmm_url = { default = "", help = "dstack-vmm address: http://HOST:PORT, https://..., unix:/path/vmm.sock (default $DSTACK_VMM_URL) (vmm target)" },
     vmm_token = { default = "", secret = true, help = "VMM bearer token (default $DSTACK_VMM_TOKEN) (vmm target)" },
@@ -247,6 +250,8 @@ local function create(run, h, v, c)
 end
 
 function T.deploy(run, h)
+  local kerr = require("kmsrun.targets.knobs").refuse(h, T.name)
+  if kerr then return nil, kerr end
   local okn, nerr = check_numbers(run)
   if not okn then return nil, nerr end
   local s, err = session.get(run)
