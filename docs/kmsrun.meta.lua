@@ -37,7 +37,7 @@ function runbook(header) end
 ---@param opts? table
 function auth_server(name, opts) end
 
----Declares a KMS instance (deployed later by `deploy`). `opts.auth` (required): the auth server its webhook points at. `opts.attestation = false` deploys it without any attestation source (no guest agent / simulator), to show there is no no-quote mode. `opts.image`: target-specific image name (on sim the OS image the instance reports: another name, another `os_image_hash`). Emulator knobs (sim only): `opts.device` (a device label: instances with different labels run on different machines, so different `device_id`; by default all share one), `opts.tcb_status` (the TCB status the attestation reports, default `UpToDate`), `opts.advisories` (list of advisory ids it reports), `opts.old_format_cert = true` (its RPC certificate carries an attestation without vm_config, as an older KMS's does: a receiver onboarding from it sees an empty `osImageHash` and fills in its own). The handle gets, once deployed: `onboard_url`, `runtime_url` (operator view), `guest.onboard_url`, `guest.runtime_url` (as seen from inside another CVM), `mode` (`onboard` or `runtime`), `attestation` (after `capture_attestation`).
+---Declares a KMS instance (deployed later by `deploy`). `opts.auth` (required): the auth server its webhook points at. `opts.attestation = false` deploys it without any attestation source (no guest agent / simulator), to show there is no no-quote mode. `opts.image`: target-specific image name (on sim the OS image the instance reports: another name, another `os_image_hash`). Emulator knobs (sim only): `opts.device` (a device label: instances with different labels run on different machines, so different `device_id`; by default all share one), `opts.tcb_status` (the TCB status the attestation reports, default `UpToDate`), `opts.advisories` (list of advisory ids it reports), `opts.old_format_cert = true` (its RPC certificate carries an attestation without vm_config, as an older KMS's does: a receiver onboarding from it sees an empty `osImageHash` and fills in its own), `opts.verify_images` (list of OS image names: turns on the KMS's OS image verification, `core.image.verify`, against an image server that has exactly these images; a caller with another image gets `Failed to verify os image hash`). The handle gets, once deployed: `onboard_url`, `runtime_url` (operator view), `guest.onboard_url`, `guest.runtime_url` (as seen from inside another CVM), `mode` (`onboard` or `runtime`), `attestation` (after `capture_attestation`).
 ---@param name string
 ---@param opts table
 function kms(name, opts) end
@@ -46,7 +46,7 @@ function kms(name, opts) end
 ---@param name_or_fn string|function
 function setup(name_or_fn) end
 
----Declares a named case: a function of steps. Cases run in order; by default the run stops at the first failing case (the rest are `skipped`), `--keep-going` continues. `opts.needs` lists cases (by name) this one builds on: selecting it with `--case` also runs those. `opts.tags` for `--tag`. `opts.timeout`: the case's deadline in seconds (default: the target's, 600 on sim); when it passes, what the case waits for is cancelled and the case ends as `timeout`, naming what it was waiting for.
+---Declares a named case: a function of steps. Cases run in order; by default the run stops at the first failing case (the rest are `skipped`), `--keep-going` continues. `opts.needs` lists cases (by name) this one builds on: selecting it with `--case` also runs those. `opts.tags` for `--tag`. `opts.timeout`: the case's deadline in seconds (default: the target's, 600 on sim); when it passes, what the case waits for is cancelled and the case ends as `timeout`, naming what it was waiting for. `opts.targets` (list of target names): the case runs only there and is `skipped` elsewhere, saying why (for a case needing what only some targets offer, e.g. attested callers on sim).
 ---@param name string
 function case(name) end
 
@@ -170,7 +170,7 @@ function attested_client(kms_or_app, opts) end
 ---@param opts? table
 function cert_request(kms_or_app, opts) end
 
----Checks a `KMS.SignCert` answer: success, a chain of three certificates (leaf, app CA, KMS CA), the leaf verifying through the app CA up to the KMS CA that `KMS.GetMeta` of `kms` reports, the leaf's public key being the request's and its subject the requested one. Returns the chain as a list of PEM strings.
+---Checks a `KMS.SignCert` answer: success, a chain of three certificates (leaf, app CA, KMS CA), the leaf verifying through the app CA up to the KMS CA that `KMS.GetMeta` of `kms` reports, the leaf's public key being the request's, its subject the requested one and its app id extension the attested app's. Returns the chain as a list of PEM strings.
 ---@param res table
 ---@param kms kmsrun.kms
 ---@param request table

@@ -138,7 +138,8 @@ static int curve_of(EVP_PKEY *pkey, char *name, size_t cap, kr_crypto_err *err)
     const char *ours = group;
     for (const curve_def *c = CURVES; c->name; c++)
         if (strcmp(c->group, group) == 0) ours = c->name;
-    snprintf(name, cap, "%s", ours);
+    if (strlen(ours) >= cap) return kr_crypto_fail(err, "EINVAL", "curve name too long: %s", ours);
+    memcpy(name, ours, strlen(ours) + 1);
     return 0;
 }
 

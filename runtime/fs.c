@@ -190,3 +190,4 @@ int kr_fs_remove_tree(const char *path, char *err, size_t errlen)
     if (unlink(path) != 0) return fail(err, errlen, "cannot remove", path);
     return 0;
 }
+

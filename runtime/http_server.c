@@ -16,6 +16,7 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <netdb.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
@@ -40,6 +41,9 @@ struct kr_httpd {
     void *arg;
     char host[NI_MAXHOST];
     int port;
+    struct evconnlistener *listener;
+    struct event *resume;    /* re-enables accepting after a pause for EMFILE */
+    int accept_warned;       /* each kind of accept failure is said once */
 };
 
 struct kr_httpd_req {
@@ -52,6 +56,36 @@ struct kr_httpd_req {
 
 static void fail(kr_httpd_error *err, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+static void resume_accepting(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd; (void)what;
+    kr_httpd *s = arg;
+    evconnlistener_enable(s->listener);
+}
+
+/* Without this callback libevent logs every failed accept() and, the socket
+ * staying readable, retries at once: out of file descriptors, 138 MB of
+ * "Error from accept() call" in 30 s. Instead: said once, accepting paused for
+ * 100 ms (the connection waits in the backlog), then tried again. */
+static void on_accept_error(struct evconnlistener *lev, void *arg)
+{
+    kr_httpd *s = arg;
+    int e = EVUTIL_SOCKET_ERROR();
+    int resources = e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM;
+    int bit = resources ? 1 : 2;
+    if (!(s->accept_warned & bit)) {
+        s->accept_warned |= bit;
+        fprintf(stderr, "kmsrun: HTTP server on %s:%d cannot accept a connection: %s%s (said once)\n", s->host, s->port,
+                evutil_socket_error_to_string(e),
+                resources ? "; out of file descriptors or memory: accepting is paused and retried every 100 ms" : "");
+    }
+    if (resources && s->resume) {
+        struct timeval tv = {0, 100000};
+        evconnlistener_disable(lev);
+        evtimer_add(s->resume, &tv);
+    }
+}
 
 static void fail(kr_httpd_error *err, const char *code, const char *fmt, ...)
 {
@@ -469,11 +503,15 @@ kr_httpd *kr_httpd_listen(struct event_base *base, const kr_httpd_config *cfg,
     evutil_socket_t fd = open_listener(s, host, cfg->port, err);
     if (fd < 0) goto bad;
     s->http = evhttp_new(base);
-    if (!s->http || !evhttp_accept_socket_with_handle(s->http, fd)) {
+    struct evhttp_bound_socket *bound = s->http ? evhttp_accept_socket_with_handle(s->http, fd) : NULL;
+    if (!bound) {
         close(fd);
         fail(err, "ENOMEM", "cannot set up the HTTP server");
         goto bad;
     }
+    s->listener = evhttp_bound_socket_get_listener(bound);
+    s->resume = evtimer_new(base, resume_accepting, s);
+    if (s->listener) evconnlistener_set_error_cb(s->listener, on_accept_error);
     evhttp_set_gencb(s->http, on_request, s);
     evhttp_set_max_body_size(s->http, (ev_ssize_t)cfg->max_body);
     evhttp_set_max_headers_size(s->http, MAX_HEADERS_SIZE);
@@ -484,6 +522,7 @@ kr_httpd *kr_httpd_listen(struct event_base *base, const kr_httpd_config *cfg,
     if (s->ctx) evhttp_set_bevcb(s->http, make_tls_bufferevent, s);
     return s;
 bad:
+    if (s->resume) event_free(s->resume);
     if (s->http) evhttp_free(s->http);
     SSL_CTX_free(s->ctx);
     free(s);
@@ -497,6 +536,7 @@ int kr_httpd_is_tls(const kr_httpd *s) { return s->ctx != NULL; }
 void kr_httpd_close(kr_httpd *s)
 {
     if (!s) return;
+    if (s->resume) event_free(s->resume);
     evhttp_free(s->http); /* the listener, then every connection (close callbacks run) */
     SSL_CTX_free(s->ctx);
     free(s);

@@ -168,7 +168,7 @@ static void read_request(lua_State *L, kr_http_request *req)
     if (req->unix_socket && !*req->unix_socket) luaL_error(L, WHERE ": option 'unix_socket' must not be empty");
     req->fresh = opt_bool(L, 2, "fresh", "", 0);
     if (get_opt(L, 2, "max_body", LUA_TNUMBER, "")) {
-        lua_Integer n;
+        lua_Integer n = 0;
         if (!lua_isinteger(L, -1) || (n = lua_tointeger(L, -1)) < 0)
             luaL_error(L, WHERE ": option 'max_body' must be a byte count >= 0");
         req->max_body = (size_t)n;

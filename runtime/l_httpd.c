@@ -215,7 +215,7 @@ static int dispatch(lua_State *L)
     if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
         /* The request userdata is still on this stack, so the handle is alive. */
         request_ud *u = lua_touserdata(L, 1);
-        fprintf(stderr, "kmsrun: httpd on_request failed: %s\n", luaL_tolstring(L, -1, NULL));
+        kr_error_write(L, "kmsrun: httpd on_request failed: ", luaL_tolstring(L, -1, NULL));
         if (!u->responded && u->r) {
             static const char msg[] = "internal server error";
             u->responded = 1;
@@ -233,7 +233,7 @@ static void on_request(kr_httpd_req *r, void *arg)
     lua_pushcfunction(L, dispatch);
     lua_pushlightuserdata(L, &a);
     if (lua_pcall(L, 1, 0, 0) != LUA_OK)
-        fprintf(stderr, "kmsrun: httpd: cannot dispatch a request: %s\n", lua_tostring(L, -1));
+        kr_error_write(L, "kmsrun: httpd: cannot dispatch a request: ", lua_tostring(L, -1));
     if (!a.owned) kr_httpd_req_release(r);
     lua_settop(L, top);
 }

@@ -266,8 +266,14 @@ static int l_spawn(lua_State *L)
     o.stderr_path = kr_opt_string(L, 2, "stderr", NULL, NULL);
     if (!lua_isnoneornil(L, 2)) o.envp = build_env(L, 2);
     char err[512];
-    kr_proc *p = kr_proc_spawn(&o, err, sizeof err);
-    if (!p) return kr_fail(L, errno == ENOENT ? "ENOENT" : errno == EACCES ? "EACCES" : "ESPAWN", "proc.spawn: %s", err);
+    kr_proc *p = kr_proc_spawn(kr_loop_base(), &o, err, sizeof err);
+    if (!p) {
+        /* ENOENT/EACCES name a program that cannot be run; a log file that cannot
+         * be opened (read-only or full directory) is ESPAWN with its own message. */
+        int exec_failed = strncmp(err, "cannot execute", 14) == 0;
+        return kr_fail(L, exec_failed && errno == ENOENT ? "ENOENT" : exec_failed && errno == EACCES ? "EACCES" : "ESPAWN",
+                       "proc.spawn: %s", err);
+    }
     proc_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
     u->p = p;
     luaL_setmetatable(L, PROC_MT);

@@ -62,7 +62,7 @@ int main(int argc, char **argv)
     int status = lua_pcall(L, 2, 1, 1);
     int code;
     if (status != LUA_OK) {
-        fprintf(stderr, "kmsrun: %s\n", lua_tostring(L, -1));
+        kr_error_write(L, "kmsrun: ", lua_tostring(L, -1));
         code = EXIT_USAGE;
     } else {
         code = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : 0;

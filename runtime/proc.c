@@ -1,7 +1,7 @@
 #include "proc.h"
-#include "task.h"
 
 #include <errno.h>
+#include <event2/event.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -81,6 +81,8 @@ static void sigchld_cb(evutil_socket_t fd, short what, void *arg)
     reap();
 }
 
+enum { STAGE_EXEC, STAGE_OPEN_STDOUT, STAGE_OPEN_STDERR, STAGE_DUP, STAGE_CHDIR };
+
 static void child_exec(const kr_spawn_opts *o, int report_fd, pid_t parent)
 {
     /* Die with kmsrun, even if it is SIGKILLed. */
@@ -94,30 +96,38 @@ static void child_exec(const kr_spawn_opts *o, int report_fd, pid_t parent)
     signal(SIGTERM, SIG_DFL);
     signal(SIGPIPE, SIG_DFL);
 
+    /* What failed is reported with errno: a log file that cannot be created (a
+     * read-only or full output directory) is not "cannot execute". */
+    int stage = STAGE_OPEN_STDOUT;
     int in = open("/dev/null", O_RDONLY);
     int out = o->stdout_path ? open(o->stdout_path, O_WRONLY | O_CREAT | O_APPEND, 0600) : open("/dev/null", O_WRONLY);
+    if (in < 0 || out < 0) goto fail;
+    stage = STAGE_OPEN_STDERR;
     int err;
     if (o->stderr_path && o->stdout_path && strcmp(o->stderr_path, o->stdout_path) == 0) err = dup(out);
     else err = o->stderr_path ? open(o->stderr_path, O_WRONLY | O_CREAT | O_APPEND, 0600) : open("/dev/null", O_WRONLY);
-    if (in < 0 || out < 0 || err < 0) goto fail;
+    if (err < 0) goto fail;
+    stage = STAGE_DUP;
     if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) goto fail;
+    stage = STAGE_CHDIR;
     if (o->cwd && chdir(o->cwd) != 0) goto fail;
     /* Keep only stdio and the exec report pipe (close-on-exec). */
     for (int fd = 3; fd < 1024; fd++)
         if (fd != report_fd) close(fd);
+    stage = STAGE_EXEC;
     if (o->envp) execvpe(o->argv[0], (char *const *)o->argv, (char *const *)o->envp);
     else execvp(o->argv[0], (char *const *)o->argv);
 fail:;
-    int e = errno;
-    ssize_t r = write(report_fd, &e, sizeof e);
+    int report[2] = {stage, errno};
+    ssize_t r = write(report_fd, report, sizeof report);
     (void)r;
     _exit(127);
 }
 
-kr_proc *kr_proc_spawn(const kr_spawn_opts *o, char *errmsg, size_t errlen)
+kr_proc *kr_proc_spawn(struct event_base *base, const kr_spawn_opts *o, char *errmsg, size_t errlen)
 {
     if (!sigchld_ev) {
-        sigchld_ev = evsignal_new(kr_loop_base(), SIGCHLD, sigchld_cb, NULL);
+        sigchld_ev = evsignal_new(base, SIGCHLD, sigchld_cb, NULL);
         evsignal_add(sigchld_ev, NULL);
     }
     int pipefd[2];
@@ -140,15 +150,34 @@ kr_proc *kr_proc_spawn(const kr_spawn_opts *o, char *errmsg, size_t errlen)
         child_exec(o, pipefd[1], parent);
     }
     close(pipefd[1]);
-    int child_errno = 0;
+    int report[2] = {0, 0};
     ssize_t n;
-    do n = read(pipefd[0], &child_errno, sizeof child_errno);
+    do n = read(pipefd[0], report, sizeof report);
     while (n < 0 && errno == EINTR);
     close(pipefd[0]);
-    if (n == sizeof child_errno) {
-        /* exec failed: the child has exited with 127; reap it now. */
+    if (n == sizeof report) {
+        /* Setting up or exec failed: the child has exited with 127; reap it now. */
+        int child_errno = report[1];
         waitpid(pid, NULL, 0);
-        snprintf(errmsg, errlen, "cannot execute '%s': %s", o->argv[0], strerror(child_errno));
+        const char *e = strerror(child_errno);
+        switch (report[0]) {
+        case STAGE_OPEN_STDOUT:
+            snprintf(errmsg, errlen, "cannot open '%s' for the output of '%s': %s",
+                     o->stdout_path ? o->stdout_path : "/dev/null", o->argv[0], e);
+            break;
+        case STAGE_OPEN_STDERR:
+            snprintf(errmsg, errlen, "cannot open '%s' for the errors of '%s': %s",
+                     o->stderr_path ? o->stderr_path : "/dev/null", o->argv[0], e);
+            break;
+        case STAGE_CHDIR:
+            snprintf(errmsg, errlen, "cannot enter '%s' to start '%s': %s", o->cwd, o->argv[0], e);
+            break;
+        case STAGE_DUP:
+            snprintf(errmsg, errlen, "cannot set up the standard streams of '%s': %s", o->argv[0], e);
+            break;
+        default:
+            snprintf(errmsg, errlen, "cannot execute '%s': %s", o->argv[0], e);
+        }
         errno = child_errno;
         return NULL;
     }

@@ -5,6 +5,8 @@
 
 #include <sys/types.h>
 
+struct event_base;
+
 typedef struct kr_proc kr_proc;
 typedef void (*kr_proc_exit_fn)(kr_proc *p, void *arg);
 
@@ -16,8 +18,10 @@ typedef struct kr_spawn_opts {
     const char *stderr_path;  /* NULL: /dev/null; may equal stdout_path */
 } kr_spawn_opts;
 
-/* Start the child. On failure returns NULL with errno set and a message in err. */
-kr_proc *kr_proc_spawn(const kr_spawn_opts *o, char *err, size_t errlen);
+/* Start the child; its exit is noticed by a SIGCHLD event on base (the first call's
+ * base: there is one loop per process). On failure returns NULL with errno set and
+ * a message in err. */
+kr_proc *kr_proc_spawn(struct event_base *base, const kr_spawn_opts *o, char *err, size_t errlen);
 
 pid_t kr_proc_pid(const kr_proc *p);
 int kr_proc_running(const kr_proc *p);

@@ -25,9 +25,6 @@ typedef struct kr_module {
 /* [-0, +1, m] Create the module table, record its docs, leave the table on the stack. */
 void kr_newmodule(lua_State *L, const kr_module *m);
 
-/* [-0, +0, m] Register every module's opener in package.preload. */
-void kr_preload_all(lua_State *L);
-
 /* [-0, +0, -] Raise "<module>.<func>: <message>" for misuse by the caller. */
 int kr_error(lua_State *L, const char *fmt, ...);
 

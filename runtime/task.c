@@ -6,10 +6,22 @@
 
 #include <lauxlib.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-enum { W_PENDING, W_READY, W_CANCELLED };
+enum { W_PENDING, W_READY, W_CANCELLED, W_KILLED };
+enum { K_WAIT, K_START, K_PREEMPTED };
+
+/* Preemption: Lua code that never waits (a busy loop, a long computation) would
+ * keep the loop from running, so no timer (deadline watchdog) and no signal
+ * (libevent delivers them from the loop) could reach it. A count hook, installed
+ * on the main state before any coroutine exists (coroutines inherit it, as
+ * lua.c's Ctrl-C hook reaches running code), yields the task the loop resumed
+ * once it has run for a slice; the loop runs its callbacks and resumes it. A
+ * task cancelled while preempted gets "cancelled" raised where it stands. */
+enum { HOOK_COUNT = 1000, SLICE_NS = 20 * 1000 * 1000 };
 
 struct kr_wait {
     lua_State *co;
@@ -21,16 +33,23 @@ struct kr_wait {
     int state;
     int completed;     /* the operation finished (ctx belongs to push) */
     int start_nargs;   /* >= 0: a fresh coroutine to start with that many args */
+    int kind;          /* K_WAIT, K_START or K_PREEMPTED */
     kr_wait *next;
 };
 
 static struct {
     struct event_base *base;
     struct event *ready_ev;
-    struct event *sig_int, *sig_term;
+    struct event *later_ev; /* the ready queue's next turn, after the loop polled */
+    int in_ready;           /* inside ready_cb */
+    struct event *sig_int, *sig_term, *sig_hup;
     kr_wait *ready_head, *ready_tail;
     lua_State *L;      /* main state: resumes happen from here */
     int stopped;
+    lua_State *current;     /* the task the loop is resuming (the only one preempted) */
+    long long resumed_ns;   /* when it was resumed */
+    int preempted;          /* the hook yielded `current` */
+    lua_State *raise_in;    /* a preempted task to raise "cancelled" in */
 } loop;
 
 static const char WAITS_KEY = 'w'; /* registry: thread -> lightuserdata(kr_wait) */
@@ -48,12 +67,46 @@ static int is_task(lua_State *L)
 
 struct event_base *kr_loop_base(void) { return loop.base; }
 
+/* Inside the scheduler there is no caller to raise an error to. */
+static void out_of_memory(const char *doing)
+{
+    fprintf(stderr, "kmsrun: out of memory %s\n", doing);
+    abort();
+}
+
+static long long now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void preempt_hook(lua_State *L, lua_Debug *ar)
+{
+    if (ar->event != LUA_HOOKCOUNT) return;
+    if (L == loop.raise_in) {
+        loop.raise_in = NULL;
+        lua_sethook(L, preempt_hook, LUA_MASKCOUNT, HOOK_COUNT);
+        luaL_error(L, "cancelled");
+        return;
+    }
+    /* Only the coroutine the loop resumed: a yield from a plain coroutine nested in
+     * a task would return into its resumer's coroutine.resume as if it had yielded. */
+    if (L != loop.current || !lua_isyieldable(L)) return;
+    if (now_ns() - loop.resumed_ns < SLICE_NS) return;
+    loop.preempted = 1;
+    lua_yield(L, 0);
+}
+
 static void enqueue(kr_wait *w)
 {
     w->next = NULL;
     if (loop.ready_tail) loop.ready_tail->next = w; else loop.ready_head = w;
     loop.ready_tail = w;
-    event_active(loop.ready_ev, EV_READ, 0);
+    /* Queued from inside ready_cb: run on the next turn, after the loop polled
+     * (libevent would otherwise run it in this same pass, and a task that keeps
+     * yielding, preempted or not, would starve timers and signals). */
+    if (!loop.in_ready) event_active(loop.ready_ev, EV_READ, 0);
 }
 
 /* [-0, +0, m] Uses co's own stack, balanced. */
@@ -88,34 +141,66 @@ static void resume(kr_wait *w)
 {
     lua_State *co = w->co;
     int nargs = 0, nres = 0;
-    if (w->start_nargs >= 0) {
+    if (w->state == W_KILLED) { /* core.kill detached it while it was queued */
+        wait_free(loop.L, w);
+        return;
+    }
+    if (w->kind == K_START) {
         nargs = w->start_nargs;
         if (w->state == W_CANCELLED) { /* never started: nothing to unwind */
             set_wait_entry(co, NULL);
             wait_free(co, w);
             return;
         }
+    } else if (w->kind == K_PREEMPTED && w->state == W_CANCELLED) {
+        /* Resumed where the hook yielded it: raise at the next hook call. */
+        loop.raise_in = co;
+        lua_sethook(co, preempt_hook, LUA_MASKCOUNT, 1);
     }
     /* Keep the coroutine anchored across the resume; the wait (and its
      * reference) is released by the continuation or right here. */
     lua_rawgeti(loop.L, LUA_REGISTRYINDEX, w->co_ref);
     int anchor = luaL_ref(loop.L, LUA_REGISTRYINDEX);
-    if (w->start_nargs >= 0) {
+    if (w->kind != K_WAIT) {
         set_wait_entry(co, NULL);
         wait_free(co, w);
     }
+    loop.current = co;
+    loop.resumed_ns = now_ns();
+    loop.preempted = 0;
     int status = lua_resume(co, loop.L, nargs, &nres);
-    if (status == LUA_YIELD) {
+    loop.current = NULL;
+    if (loop.raise_in == co) { /* it ended before the hook ran */
+        loop.raise_in = NULL;
+        lua_sethook(co, preempt_hook, LUA_MASKCOUNT, HOOK_COUNT);
+    }
+    if (status == LUA_YIELD && loop.preempted) {
+        /* A registered wait, so core.cancel / core.kill / core.waiting see it. */
+        loop.preempted = 0;
+        kr_wait *again = calloc(1, sizeof *again);
+        again->co = co;
+        lua_pushthread(co);
+        lua_xmove(co, loop.L, 1);
+        again->co_ref = luaL_ref(loop.L, LUA_REGISTRYINDEX);
+        again->start_nargs = 0;
+        again->kind = K_PREEMPTED;
+        again->state = W_READY;
+        again->what = strdup("busy in Lua code");
+        set_wait_entry(co, again);
+        enqueue(again);
+    } else if (status == LUA_YIELD) {
         lua_pop(co, nres);
         lua_pushthread(co);
         lua_xmove(co, loop.L, 1);
         if (!find_wait(loop.L, -1)) {
             /* A plain coroutine.yield() inside a task: let others run, then continue. */
             kr_wait *again = calloc(1, sizeof *again);
+            if (!again) out_of_memory("resuming a yielded task");
             again->co = co;
             lua_pushvalue(loop.L, -1);
             again->co_ref = luaL_ref(loop.L, LUA_REGISTRYINDEX);
             again->start_nargs = 0;
+            again->kind = K_START;
             again->state = W_READY;
             enqueue(again);
         }
@@ -124,7 +209,7 @@ static void resume(kr_wait *w)
         /* Task bodies run under xpcall in task.lua, so this is a host bug or an
          * error raised while handling an error: report it and stop. */
         const char *msg = lua_tostring(co, -1);
-        fprintf(stderr, "kmsrun: uncaught error in task: %s\n", msg ? msg : "(non-string error)");
+        kr_error_write(loop.L, "kmsrun: uncaught error in task: ", msg);
         loop.stopped = 2;
         event_base_loopbreak(loop.base);
     }
@@ -136,10 +221,16 @@ static void ready_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd; (void)what; (void)arg;
     kr_wait *w = loop.ready_head;
     loop.ready_head = loop.ready_tail = NULL;
+    loop.in_ready = 1;
     while (w) {
         kr_wait *next = w->next;
         resume(w);
         w = next;
+    }
+    loop.in_ready = 0;
+    if (loop.ready_head) {
+        static const struct timeval now = {0, 0};
+        event_add(loop.later_ev, &now);
     }
 }
 
@@ -153,16 +244,22 @@ kr_wait *kr_wait_new(lua_State *L, const char *what, kr_push_fn push, kr_cancel_
 {
     kr_task_check(L, what);
     kr_wait *w = calloc(1, sizeof *w);
-    if (!w) luaL_error(L, "%s: out of memory", what);
+    char *copy = strdup(what);
+    if (!w || !copy) {
+        free(w);
+        free(copy);
+        luaL_error(L, "%s: out of memory", what);
+    }
     w->co = L;
     lua_pushthread(L);
     w->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     w->push = push;
     w->cancel = cancel;
     w->ctx = ctx;
-    w->what = strdup(what);
+    w->what = copy;
     w->state = W_PENDING;
     w->start_nargs = -1;
+    w->kind = K_WAIT;
     return w;
 }
 
@@ -207,19 +304,26 @@ static int l_start(lua_State *L)
     if (lua_status(co) != LUA_OK || lua_gettop(co) != 1 || !lua_isfunction(co, 1))
         return kr_error(L, "coroutine must be fresh (created by coroutine.create, not yet resumed)");
     int nargs = lua_gettop(L) - 1;
+    kr_wait *w = calloc(1, sizeof *w);
+    char *what = strdup("start");
+    if (!w || !what) {
+        free(w);
+        free(what);
+        return luaL_error(L, "core.start: out of memory");
+    }
     lua_rawgetp(L, LUA_REGISTRYINDEX, &TASKS_KEY);
     lua_pushvalue(L, 1);
     lua_pushboolean(L, 1);
     lua_rawset(L, -3);
     lua_pop(L, 1);
     lua_xmove(L, co, nargs);
-    kr_wait *w = calloc(1, sizeof *w);
     w->co = co;
     lua_pushvalue(L, 1);
     w->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     w->start_nargs = nargs;
+    w->kind = K_START;
     w->state = W_READY;
-    w->what = strdup("start");
+    w->what = what;
     set_wait_entry(co, w);
     enqueue(w);
     return 0;
@@ -256,6 +360,7 @@ static int l_suspend(lua_State *L)
     const char *what = luaL_optstring(L, 1, "suspend");
     kr_task_check(L, what); /* before the allocation: kr_wait_new would raise and leak it */
     wake_ctx *c = calloc(1, sizeof *c);
+    if (!c) return luaL_error(L, "%s: out of memory", what);
     c->ref = LUA_NOREF;
     kr_wait *w = kr_wait_new(L, what, push_woken, cancel_woken, c);
     return kr_wait_yield(L, w);
@@ -301,6 +406,48 @@ static int l_cancel(lua_State *L)
     return 1;
 }
 
+/* Detach and free co's wait (its operation aborted), or leave a queued one to
+ * resume(), which frees it without resuming. */
+static void drop_wait(lua_State *L, lua_State *co, kr_wait *w)
+{
+    set_wait_entry(co, NULL);
+    if (w->state == W_PENDING) {
+        if (w->cancel) w->cancel(w->ctx);
+        w->ctx = NULL;
+        wait_free(L, w);
+        return;
+    }
+    if (w->completed && w->push && w->ctx) { /* a result nobody will take: free it */
+        int top = lua_gettop(L);
+        w->push(L, w->ctx);
+        lua_settop(L, top);
+    }
+    w->ctx = NULL;
+    w->push = NULL;
+    w->state = W_KILLED; /* queued: resume() frees it */
+}
+
+static int l_kill(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTHREAD);
+    lua_State *co = lua_tothread(L, 1);
+    lua_Debug ar;
+    if (co == L || co == loop.L || (lua_status(co) == LUA_OK && lua_getstack(co, 0, &ar) > 0))
+        return kr_error(L, "cannot kill a running coroutine (only a suspended task)");
+    if (lua_status(co) == LUA_OK && lua_gettop(co) == 0) { /* finished already */
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    kr_wait *w = find_wait(L, 1);
+    if (w) drop_wait(L, co, w);
+    if (loop.raise_in == co) loop.raise_in = NULL;
+    /* Unwinds without running its code further: pending to-be-closed variables are
+     * closed (their errors are not the killer's), the stack is discarded. */
+    lua_resetthread(co);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 static int l_waiting(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTHREAD);
@@ -338,9 +485,9 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
         event_base_loopbreak(loop.base);
         return;
     }
-    lua_pushstring(L, sig == SIGINT ? "SIGINT" : "SIGTERM");
+    lua_pushstring(L, sig == SIGINT ? "SIGINT" : sig == SIGHUP ? "SIGHUP" : "SIGTERM");
     if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
-        fprintf(stderr, "kmsrun: signal handler failed: %s\n", lua_tostring(L, -1));
+        kr_error_write(L, "kmsrun: signal handler failed: ", lua_tostring(L, -1));
         lua_pop(L, 1);
     }
 }
@@ -351,6 +498,33 @@ static int l_on_signal(lua_State *L)
     lua_pushvalue(L, 1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &SIGNAL_KEY);
     return 0;
+}
+
+/* The host's own error texts go through the writer Lua installs (the terminal's
+ * redaction boundary), so a secret inside an error message is scrubbed there too. */
+static char ERROR_WRITER_KEY;
+
+static int l_set_error_writer(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_pushvalue(L, 1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &ERROR_WRITER_KEY);
+    return 0;
+}
+
+void kr_error_write(lua_State *L, const char *prefix, const char *msg)
+{
+    int top = lua_gettop(L);
+    if (!msg) msg = "(non-string error)";
+    if (lua_checkstack(L, 4) && lua_rawgetp(L, LUA_REGISTRYINDEX, &ERROR_WRITER_KEY) == LUA_TFUNCTION) {
+        lua_pushfstring(L, "%s%s\n", prefix, msg);
+        if (lua_pcall(L, 1, 0, 0) == LUA_OK) {
+            lua_settop(L, top);
+            return;
+        }
+    }
+    lua_settop(L, top);
+    fprintf(stderr, "%s%s\n", prefix, msg);
 }
 
 static const kr_func core_funcs[] = {
@@ -366,14 +540,23 @@ static const kr_func core_funcs[] = {
     {"cancel", l_cancel, "cancel(co)", "boolean",
      "Aborts what the task `co` waits for (request, sleep, process wait) and makes that primitive raise "
      "`cancelled` inside it. Returns false if `co` is not waiting."},
+    {"kill", l_kill, "kill(co)", "boolean",
+     "Ends the suspended task `co` for good: what it waits for is aborted, its pending to-be-closed variables "
+     "are closed and it never runs again (`pcall` inside it cannot catch this). For a task that ignored "
+     "`cancel`. Returns false if `co` had already finished. Low level: use `task:kill`."},
     {"waiting", l_waiting, "waiting(co)", "string | nil",
      "Describes what the task `co` is waiting for, e.g. `http.request POST https://127.0.0.1:4431/status`."},
     {"run", l_run, "run()", "boolean",
      "Runs the event loop until `core.stop` is called (returns true) or nothing is left to wait for (returns false)."},
     {"stop", l_stop, "stop()", "nothing", "Makes `core.run` return after the current callback."},
     {"on_signal", l_on_signal, "on_signal(fn)", "nothing",
-     "Calls `fn(name)` with `SIGINT` or `SIGTERM` when the process receives it. `fn` runs outside any task and "
-     "must not wait; it typically spawns a task that cancels the run and cleans up."},
+     "Calls `fn(name)` with `SIGINT`, `SIGTERM` or `SIGHUP` when the process receives it. `fn` runs outside any "
+     "task and must not wait; it typically spawns a task that cancels the run and cleans up. Busy Lua code is "
+     "preempted every few milliseconds (a count hook yields the running task), so signals and timers reach "
+     "code that never waits."},
+    {"set_error_writer", l_set_error_writer, "set_error_writer(fn)", "nothing",
+     "Makes the host write its own error texts (an uncaught error, a failing HTTP handler) by calling "
+     "`fn(text)` instead of writing to stderr, so they pass the same filter as every other output."},
     {NULL, NULL, NULL, NULL, NULL}};
 
 static const kr_module core_module = {"kmsrun.core", "the event loop and task primitives the scheduler is built on", core_funcs};
@@ -395,10 +578,15 @@ int kr_loop_init(lua_State *L)
     event_config_free(cfg);
     if (!loop.base) return -1;
     loop.ready_ev = event_new(loop.base, -1, 0, ready_cb, NULL);
+    loop.later_ev = evtimer_new(loop.base, ready_cb, NULL);
     loop.sig_int = evsignal_new(loop.base, SIGINT, signal_cb, NULL);
     loop.sig_term = evsignal_new(loop.base, SIGTERM, signal_cb, NULL);
+    loop.sig_hup = evsignal_new(loop.base, SIGHUP, signal_cb, NULL);
     evsignal_add(loop.sig_int, NULL);
     evsignal_add(loop.sig_term, NULL);
+    evsignal_add(loop.sig_hup, NULL);
+    /* Before any coroutine exists: each one inherits the hook from its creator. */
+    lua_sethook(L, preempt_hook, LUA_MASKCOUNT, HOOK_COUNT);
     lua_newtable(L);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &WAITS_KEY);
     lua_newtable(L);
@@ -442,8 +630,10 @@ void kr_loop_free(void)
 {
     if (!loop.base) return;
     event_free(loop.ready_ev);
+    event_free(loop.later_ev);
     event_free(loop.sig_int);
     event_free(loop.sig_term);
+    event_free(loop.sig_hup);
     event_base_free(loop.base);
     loop.base = NULL;
 }

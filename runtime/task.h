@@ -24,6 +24,10 @@ typedef int (*kr_push_fn)(lua_State *L, void *ctx);
 /* Abort the operation and free ctx; kr_wait_done must not be called after. */
 typedef void (*kr_cancel_fn)(void *ctx);
 
+/* Writes prefix, msg and a newline through the writer set by core.set_error_writer
+ * (the redacting terminal), or to stderr when none is set or it fails. */
+void kr_error_write(lua_State *L, const char *prefix, const char *msg);
+
 /* Loop lifetime. */
 struct event_base *kr_loop_base(void);
 int kr_loop_init(lua_State *L);

@@ -9,14 +9,15 @@ PY=/usr/bin/python3
 RUNBOOK=$SRC/tests/runbooks/attested_calls.lua
 
 run "attested_calls passes on sim" 0 "$KMSRUN" -q --out "$WORK/ok" "$RUNBOOK"
-expect_output "summary line" "cases: 12 passed, 0 failed, 0 skipped"
+expect_output "summary line" "cases: 13 passed, 0 failed, 0 skipped"
 if [ -s "$WORK/ok/rpc/signcert-wallet.json" ] && grep -q "BEGIN CERTIFICATE" "$WORK/ok/rpc/signcert-wallet.json"; then
   ok "the SignCert answer is saved with its chain"
 else
   not_ok "the SignCert answer is saved with its chain"
 fi
 
-for row in "skip-kms-caller-check 2,4,5,6" "skip-app-check 8,10"; do
+for row in "skip-kms-caller-check 2,4,5,6" "skip-app-check 8,11" "auth-ignore-device 4" \
+           "auth-ignore-os-image 5" "auth-ignore-tcb-status 6" "skip-os-image-verification 9"; do
   set -- $row
   run "mutation $1 fails the run" 1 "$KMSRUN" -q --keep-going --out "$WORK/m-$1" --var sim_mutation="$1" "$RUNBOOK"
   if $PY - "$WORK/m-$1/report.json" "$2" <<'PYEOF'

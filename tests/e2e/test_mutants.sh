@@ -26,7 +26,7 @@ PYEOF
 for rb in self_auth; do
   [ -f "$SRC/runbooks/$rb.lua" ] || continue
   run "mutants $rb.lua: every switch caught" 0 "$KMSRUN" mutants --out "$WORK/m-$rb" "$SRC/runbooks/$rb.lua"
-  expect_output "$rb: matrix header" "mutation matrix (X: the case fails under the switch"
+  expect_output "$rb: matrix header" "mutation matrix (X: the case fails under the switch; x: "
   expect_output "$rb: verdict" "every switch ($n_switches) is caught by at least one case"
   if check_matrix "$rb" "$WORK/m-$rb"; then ok "$rb: mutants.json lists all $n_switches switches, each caught"
   else not_ok "$rb: mutants.json" "$(cat "$WORK/m-$rb/mutants.json")"; fi

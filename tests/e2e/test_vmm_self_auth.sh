@@ -1,9 +1,13 @@
 #!/bin/bash
-# runbooks/self_auth.lua, unchanged, on the vmm target against the fake
-# dstack-vmm (tests/fake_vmm.lua, whose "CVMs" run kmsrun's KMS emulator):
-# all five cases pass and no VM or emulator process is left behind — also
-# after Ctrl-C in case 3 (exit 130, report and archive written); the VMM
-# credentials (a token, a user and password) appear in no output file.
+# runbooks/self_auth.lua, unchanged, on the vmm target with default variables
+# against the fake dstack-vmm (tests/fake_vmm.lua, whose "CVMs" run kmsrun's KMS
+# emulator) in its strict mode (upstream's port range 1-20000, removal in the
+# background) and with the old removal rule of VMMs <= v0.5.6 (--old-remove):
+# all five cases pass and no VM or emulator process is left behind — also after
+# Ctrl-C in case 3 (exit 130, report and archive written) and after SIGKILL
+# followed by `kmsrun cleanup`. The fake's request record shows every host port
+# inside the range and a StopVm before every RemoveVm. The VMM credentials (a
+# token, a user and password) appear in no output file.
 . "$(dirname "$0")/lib.sh"
 cd "$WORK"
 RUNBOOK=$SRC/runbooks/self_auth.lua
@@ -65,6 +69,35 @@ check_clean() {
   fi
 }
 
+# check_requests NAME RECORD: every forwarded host port in 1-20000, every
+# RemoveVm after a StopVm of the same VM, and at least one RemoveVm.
+check_requests() {
+  local got
+  if got=$(python3 - "$2" <<'PYEOF'
+import json, sys
+stopped, removes, ports, bad = set(), 0, 0, []
+for line in open(sys.argv[1]):
+    e = json.loads(line)
+    body = e.get("body") or {}
+    if e["method"] == "CreateVm":
+        for p in body.get("ports") or []:
+            ports += 1
+            if not (1 <= int(p["host_port"]) <= 20000):
+                bad.append("host port %s outside 1-20000" % p["host_port"])
+    elif e["method"] in ("StopVm", "ShutdownVm"):
+        stopped.add(body.get("id"))
+    elif e["method"] == "RemoveVm":
+        removes += 1
+        if body.get("id") not in stopped:
+            bad.append("RemoveVm %s without a StopVm before it" % body.get("id"))
+if removes == 0 or ports == 0:
+    bad.append("no RemoveVm or no port recorded (%d, %d)" % (removes, ports))
+print("; ".join(bad) if bad else "%d ports in range, %d RemoveVm each after a StopVm" % (ports, removes))
+sys.exit(1 if bad else 0)
+PYEOF
+  ); then ok "$1: $got"; else not_ok "$1: ports in range, StopVm before RemoveVm" "$got"; fi
+}
+
 # no_secret NAME OUTDIR CONSOLE SECRET...: none of the secrets in the directory,
 # the archive's contents, or the console output.
 no_secret() {
@@ -83,7 +116,7 @@ no_secret() {
 
 # 1. Bearer token: the whole runbook, then nothing left.
 TOKEN=tok-$(rand)
-start_fake bearer --token "$TOKEN"
+start_fake bearer --token "$TOKEN" --record "$WORK/bearer.requests"
 export DSTACK_VMM_TOKEN=$TOKEN
 run "self_auth passes on vmm (fake VMM, token)" 0 \
   "$KMSRUN" --out "$WORK/bearer" --target vmm --var vmm_url="$URL" --var vmm_token="$TOKEN" \
@@ -99,10 +132,20 @@ for k in kms-src kms-dst kms-noattest; do
     not_ok "vm/$k.json" "$(cat "$WORK/bearer/vm/$k.json" 2>&1 | head -20)"
   fi
 done
+check_requests "token run" "$WORK/bearer.requests"
 no_secret "token run" "$WORK/bearer" "$WORK/bearer.console" "$TOKEN"
 
+# 1b. The same on a VMM with the old removal rule (<= v0.5.6: "VM is running, stop it first").
+start_fake old --token "$TOKEN" --old-remove --record "$WORK/old.requests"
+run "self_auth passes on vmm (fake VMM, old removal rule)" 0 \
+  "$KMSRUN" --out "$WORK/old" --target vmm --var vmm_url="$URL" --var vmm_token="$TOKEN" \
+  --var kms_image=example.test/dstack-kms:ci "$RUNBOOK"
+expect_output "five cases passed (old removal rule)" "cases: 5 passed, 0 failed, 0 skipped"
+check_clean "old removal rule" "$URL" 3
+check_requests "old removal rule" "$WORK/old.requests"
+
 # 2. SIGINT during case 3 (the emulators' Onboard is slowed down to be there).
-start_fake slow --token "$TOKEN" --kms-fault slow=Onboard.Onboard:10
+start_fake slow --token "$TOKEN" --old-remove --kms-fault slow=Onboard.Onboard:10 --record "$WORK/int.requests"
 "$KMSRUN" --out "$WORK/int" --target vmm --var vmm_url="$URL" --var kms_image=example.test/dstack-kms:ci \
   "$RUNBOOK" >"$WORK/int.console" 2>&1 &
 kpid=$!
@@ -117,8 +160,28 @@ if wait_for "$WORK/int.console" "case 3/5"; then
     not_ok "SIGINT: report and archive" "$(ls "$WORK/int" 2>&1)"
   fi
   check_clean "after SIGINT" "$URL" 3
+  check_requests "after SIGINT" "$WORK/int.requests"
 else
   not_ok "the interrupted run reached case 3" "$(tail -20 "$WORK/int.console")"
+  kill -9 "$kpid"
+fi
+
+# 2b. SIGKILL during case 3 leaves the VMs; `kmsrun cleanup` removes them (by
+# the unique names in the ledger), on the old removal rule.
+start_fake killed --token "$TOKEN" --old-remove --kms-fault slow=Onboard.Onboard:10 --record "$WORK/kill.requests"
+"$KMSRUN" --out "$WORK/kill" --target vmm --var vmm_url="$URL" --var kms_image=example.test/dstack-kms:ci \
+  "$RUNBOOK" >"$WORK/kill.console" 2>&1 &
+kpid=$!
+if wait_for "$WORK/kill.console" "case 3/5"; then
+  kill -KILL "$kpid"
+  wait "$kpid" 2>/dev/null
+  n=$(inspect "$URL" | sed -n 's/^vms //p')
+  [ "${n:-0}" -ge 3 ] && ok "SIGKILL leaves the $n VMs behind" || not_ok "SIGKILL leaves VMs behind" "vms: $n"
+  run "kmsrun cleanup removes them" 0 "$KMSRUN" cleanup --grace 0.5 "$WORK/kill"
+  check_clean "after SIGKILL and kmsrun cleanup" "$URL" 3
+  check_requests "kmsrun cleanup" "$WORK/kill.requests"
+else
+  not_ok "the killed run reached case 3" "$(tail -20 "$WORK/kill.console")"
   kill -9 "$kpid"
 fi
 unset DSTACK_VMM_TOKEN

@@ -199,6 +199,29 @@ T.test("skip-kms-caller-check and skip-app-check remove exactly their check", fu
   end
 end)
 
+T.test("OS image verification: an image the server lacks is refused; skip-os-image-verification accepts it", function()
+  local server = require "kmsrun.lib.http_server"
+  local identity = require "kmsrun.emu.kms.identity"
+  local known = crypto.hex(identity.os_image_hash("dstack-0.5.7")) .. ".tar.gz"
+  local images = assert(server.listen(function(req)
+    if req.path == "/" .. known then return 200, "image" end
+    return 404, "no"
+  end))
+  local legacy = ratls.attester { compose = "legacy", salt = "l", image = "dstack-0.5.3" }
+  for _, m in ipairs { {}, { "skip-os-image-verification" } } do
+    local h, a = runtime({ mutations = m, core = { image = { verify = true, download_url = images:url("/{OS_IMAGE_HASH}.tar.gz") } } }, legacy)
+    local res = F.rpc(h, "KMS.GetAppKey", '{"api_version":1}', { tls = client_for(h, legacy) })
+    if #m == 0 then
+      T.eq(res.status, 400)
+      T.match(res.json.error, "^App not allowed: Failed to verify os image hash: Failed to verify os image hash: Failed to download image: .* returned 404 Not Found")
+    else
+      T.eq(res.status, 200, "the mutation skips the download: " .. res.body)
+    end
+    h:close(); a:close()
+  end
+  images:close()
+end)
+
 T.test("auth emulator switches: OS image, device and TCB rules each removable", function()
   local boot = { mrAggregated = "aa", osImageHash = "0b", appId = "cc", composeHash = "dd", instanceId = "ee",
     deviceId = "ff", tcbStatus = "OutOfDate", advisoryIds = { "SA-1" } }
@@ -225,6 +248,34 @@ T.test("auth emulator switches: OS image, device and TCB rules each removable", 
   local none, err = require("kmsrun.emu.auth.server").start { policy = {}, mutations = { "skip-app-check" } }
   T.eq(none, nil)
   T.match(err, "it is a switch of the kms emulator")
+end)
+
+T.test("kmsrun serve auth --mutation: announced, applied, and a KMS switch is a usage error", function()
+  local proc, fs, time = require "kmsrun.proc", require "kmsrun.fs", require "kmsrun.time"
+  local KMSRUN = proc.exe()
+  local dir = F.tmpdir()
+  local cfg, out, err = dir .. "/p.json", dir .. "/out", dir .. "/err"
+  -- Device rules that deny the boot below, unless ignored.
+  assert(fs.write(cfg, cjson.encode { osImages = { "0x0b" }, kms = { mrAggregated = { "0xaa" }, devices = { "0x01" } } }))
+  local p = assert(proc.spawn({ KMSRUN, "serve", "auth", "--config", cfg, "--port", "0", "--mutation", "auth-ignore-device" },
+    { stdout = out, stderr = err }))
+  local url
+  for _ = 1, 200 do
+    url = (fs.read(out) or ""):match("listening on (http://[^\n]+)\n")
+    if url or not p:running() then break end
+    time.sleep(0.05)
+  end
+  assert(url, "kmsrun serve auth did not listen: " .. tostring(fs.read(err)))
+  local res = assert(require("kmsrun.http").request(url .. "/bootAuth/kms", { method = "POST",
+    headers = { ["Content-Type"] = "application/json" }, body = cjson.encode { mrAggregated = "aa", osImageHash = "0b",
+      appId = "cc", composeHash = "dd", instanceId = "ee", deviceId = "ff", tcbStatus = "UpToDate" } }))
+  T.eq(cjson.decode(res.body).isAllowed, true, res.body)
+  p:signal("TERM")
+  T.eq(p:wait(10), 0)
+  T.contains(fs.read(err), "TEST-ONLY MUTATION ACTIVE: auth-ignore-device")
+  local bad = assert(proc.spawn({ KMSRUN, "serve", "auth", "--mutation", "skip-app-check" }, { stdout = out, stderr = out }))
+  T.eq(bad:wait(10), 2)
+  T.contains(fs.read(out), "it is a switch of the kms emulator")
 end)
 
 T.test("one registry lists every switch with its emulator and description", function()

@@ -393,6 +393,11 @@ T.test("runtime mode: self-check and caller-check order and texts", function()
     { "GetAppEnvEncryptPubKey odd hex", "KMS.GetAppEnvEncryptPubKey", '{"app_id":"abc"}', 400, "Odd number of digits at line 1 column 16" },
     { "GetAppEnvEncryptPubKey bad hex", "KMS.GetAppEnvEncryptPubKey", '{"app_id":"zz"}', 400,
       "Invalid character 'z' at position 0 at line 1 column 15" },
+    -- The hex crate checks the length before the digits (hex 0.4, FromHex for Vec<u8>).
+    { "GetAppEnvEncryptPubKey odd bad hex", "KMS.GetAppEnvEncryptPubKey", '{"app_id":"zzz"}', 400,
+      "Odd number of digits at line 1 column 16" },
+    { "GetAppEnvEncryptPubKey tab in hex", "KMS.GetAppEnvEncryptPubKey", '{"app_id":"a\\tbc"}', 400,
+      "Invalid character '\\t' at position 1 at line 1 column 18" },
     { "GetAppEnvEncryptPubKey 0x accepted", "KMS.GetAppEnvEncryptPubKey", '{"app_id":"0x' .. APP_ID .. '"}', 200 },
   }
   for _, r in ipairs(allowed) do

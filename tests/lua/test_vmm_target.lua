@@ -36,7 +36,10 @@ T.test("deploy: CreateVm, boot to done, readiness by probing, evidence, removal"
   local port = math.tointeger(rec.host_port)
   T.eq(rec.onboard_url, "http://127.0.0.1:" .. port)
   T.eq(rec.guest.runtime_url, "https://10.0.2.2:" .. port)
-  T.eq(rec.ports[1], "tcp:0.0.0.0:" .. port .. ":8000")
+  T.eq(rec.ports[1], "tcp:127.0.0.1:" .. port .. ":8000", "forwards on loopback by default")
+  T.ok(port >= 1024 and port <= 20000, "the port is in the VMM's default range, above 1023: " .. port)
+  local agent = math.tointeger(rec.guest_agent_port)
+  T.eq(rec.ports[2], "tcp:127.0.0.1:" .. tostring(agent) .. ":8090", "the guest agent is forwarded")
   T.eq(rec.boot[#rec.boot].boot_progress, "done")
   -- "done" came before the KMS listened: readiness took more than one probe.
   local report = assert(json.decode(fs.read(r.out .. "/report.json")))
@@ -122,7 +125,10 @@ T.test("a host port the VMM refuses is reported; keep_vms leaves the VM for the 
   r = H.kmsrun(with_runbook(vmm_args(fake, { "--var", "vmm_ports=" .. port })))
   T.eq(r.code, 3, r.output)
   T.contains(r.output, "host port mapping conflicts with VM " .. kept[1].id)
+  assert(fake.client:call("StopVm", { id = kept[1].id }))
   assert(fake.client:call("RemoveVm", { id = kept[1].id }))
+  local deadline = require("kmsrun.time").now() + 10
+  while #fake:vms() > 0 and require("kmsrun.time").now() < deadline do require("kmsrun.time").sleep(0.05) end
   T.eq(#fake:vms(), 0)
   fake:stop()
 end)

@@ -2,7 +2,7 @@
 -- succeed for allowed callers and fail for denied ones; the emulator knobs (device,
 -- OS image, TCB status, old-format source certificate) give the denials a reason.
 -- tests/e2e/test_attested_calls.sh runs it plain (every case passes) and under each
--- switch it is meant to catch (the case that depends on the removed check fails).
+-- switch it is meant to catch (the cases that depend on the removed check fail).
 runbook {
   description = "Attested callers: GetKmsKey, GetAppKey and SignCert success and denial, device, OS image, TCB and old-format-certificate knobs",
   tags = { "kms", "attested" },
@@ -12,7 +12,8 @@ runbook {
 
 local auth_src = auth_server("auth-src")
 local auth_dst = auth_server("auth-dst")
-local src = kms("kms-src", { auth = auth_src })
+-- kms-src verifies its callers' OS images and can download only its own.
+local src = kms("kms-src", { auth = auth_src, image = "dstack-0.5.7-sim", verify_images = { "dstack-0.5.7-sim" } })
 -- Another machine, another OS image, an outdated TCB: each one a reason to deny it.
 local dst = kms("kms-dst", { auth = auth_dst, device = "rack-2" })
 local other_image = kms("kms-other-image", { auth = auth_dst, image = "dstack-0.5.3-sim" })
@@ -21,6 +22,7 @@ local stale = kms("kms-stale", { auth = auth_dst, tcb_status = "OutOfDate", advi
 local old = kms("kms-old", { auth = auth_dst, old_format_cert = true })
 local wallet = app("wallet", { compose = "services: {wallet: {image: wallet:1}}" })
 local intruder = app("intruder", { compose = "services: {intruder: {image: evil:1}}" })
+local legacy = app("legacy", { compose = "services: {legacy: {image: legacy:1}}", image = "dstack-0.5.3-sim" })
 
 -- Device rules: only the device of kms-src (everyone but kms-dst shares it).
 local function only_src_device(p)
@@ -98,6 +100,14 @@ case("GetAppKey refuses an app the policy does not register", function()
   set_policy(auth_src, allow_apps(allow(src), attested_client(wallet, { kms = src })))
   expect_error(rpc(src, "KMS.GetAppKey", { api_version = 1, vm_config = client.vm_config }, { client_cert = client }),
     "App not allowed: Boot denied: app not registered")
+end)
+
+case("GetAppKey refuses an app whose OS image the KMS cannot verify", function()
+  -- The policy allows it; kms-src's image server does not have its image.
+  local client = attested_client(legacy, { kms = src })
+  set_policy(auth_src, allow_apps(allow(src), client))
+  expect_error(rpc(src, "KMS.GetAppKey", { api_version = 1, vm_config = client.vm_config }, { client_cert = client }),
+    "App not allowed: Failed to verify os image hash: Failed to verify os image hash: Failed to download image: ")
 end)
 
 case("SignCert issues a certificate that verifies against the KMS CA", function()

@@ -51,7 +51,7 @@ static void spawn_reports_exit_status(void **state)
     const char *argv[] = {"sh", "-c", "exit 7", NULL};
     kr_spawn_opts o = {.argv = argv};
     char err[256];
-    kr_proc *p = kr_proc_spawn(&o, err, sizeof err);
+    kr_proc *p = kr_proc_spawn(kr_loop_base(), &o, err, sizeof err);
     assert_non_null(p);
     exits_seen = 0;
     kr_proc_on_exit(p, on_exit_count, NULL);
@@ -69,7 +69,7 @@ static void spawn_missing_program_fails_cleanly(void **state)
     const char *argv[] = {"/nonexistent/program", NULL};
     kr_spawn_opts o = {.argv = argv};
     char err[256];
-    assert_null(kr_proc_spawn(&o, err, sizeof err));
+    assert_null(kr_proc_spawn(kr_loop_base(), &o, err, sizeof err));
     assert_non_null(strstr(err, "cannot execute '/nonexistent/program'"));
 }
 
@@ -79,7 +79,7 @@ static void signal_kills_the_process_group(void **state)
     const char *argv[] = {"sleep", "30", NULL};
     kr_spawn_opts o = {.argv = argv};
     char err[256];
-    kr_proc *p = kr_proc_spawn(&o, err, sizeof err);
+    kr_proc *p = kr_proc_spawn(kr_loop_base(), &o, err, sizeof err);
     assert_non_null(p);
     pid_t pid = kr_proc_pid(p);
     assert_int_equal(getpgid(pid), pid); /* its own group */
@@ -99,8 +99,8 @@ static void kill_all_leaves_no_child(void **state)
     const char *argv[] = {"sleep", "30", NULL};
     kr_spawn_opts o = {.argv = argv};
     char err[256];
-    kr_proc *a = kr_proc_spawn(&o, err, sizeof err);
-    kr_proc *b = kr_proc_spawn(&o, err, sizeof err);
+    kr_proc *a = kr_proc_spawn(kr_loop_base(), &o, err, sizeof err);
+    kr_proc *b = kr_proc_spawn(kr_loop_base(), &o, err, sizeof err);
     pid_t pa = kr_proc_pid(a), pb = kr_proc_pid(b);
     kr_proc_release(a);
     kr_proc_release(b);

@@ -45,8 +45,10 @@ local function show_runbook_help(spec, target)
     print("\nvariables (--var NAME=VALUE):")
     for _, n in ipairs(names) do
       local v = decls[n]
+      -- A secret's default (a token taken from the environment) is never shown.
+      local default = v.default ~= nil and v.default ~= "" and (v.secret and "[secret]" or tostring(v.default))
       print(string.format("  %-18s %s%s", n, v.help or "", v.required and " (required)" or
-        (v.default ~= nil and (" [default: " .. tostring(v.default) .. "]") or "")))
+        (default and (" [default: " .. default .. "]") or "")))
     end
   end
   print("\ncases:")
@@ -64,6 +66,13 @@ local function run_runbook(opts)
   if not spec then
     io.stderr:write(err, "\n")
     return exit_codes.USAGE
+  end
+  -- Secret defaults are tainted before anything is shown, --help included.
+  local redact = require "kmsrun.report.redact"
+  for _, decls in ipairs({ spec.header.vars or {}, target.vars or {} }) do
+    for _, v in pairs(decls) do
+      if v.secret and type(v.default) == "string" then redact.add(v.default) end
+    end
   end
   if opts.help then show_runbook_help(spec, target) return exit_codes.OK end
   if opts.list then
@@ -84,18 +93,30 @@ local function run_runbook(opts)
     io.stderr:write("kmsrun: ", decls, "\n")
     return exit_codes.USAGE
   end
+  -- A secret variable's value (--var, default or environment) is tainted: scrubbed
+  -- from every sink, and the leak scan fails the run (exit 6) if it gets through.
+  for name, d in pairs(decls) do
+    if d.secret and type(values[name]) == "string" then redact.add(values[name]) end
+  end
   if opts.events then
     local events = require "kmsrun.report.events"
     if opts.events == "-" then
-      events.set_sink(function(line) io.stdout:write(line) io.stdout:flush() end)
+      -- The line is encoded from scrubbed values (report/events.lua): written as is.
+      events.set_sink(function(line)
+        local ok, err = io.stdout:write_scrubbed(line)
+        if ok then ok, err = io.stdout:flush() end
+        return ok and true, err
+      end)
       opts.quiet = true
     else
       local fs = require "kmsrun.fs"
       local f = io.open(opts.events, "w")
       if not f then io.stderr:write("kmsrun: cannot write ", opts.events, "\n") return exit_codes.USAGE end
       f:close()
-      fs.chmod(opts.events, 384)
-      events.set_sink(function(line) fs.append(opts.events, line) end)
+      -- Only a file of our own gets our mode: never a device (/dev/full, /dev/null).
+      local _, kind = fs.exists(opts.events)
+      if kind == "file" then fs.chmod(opts.events, 384) end
+      events.set_sink(function(line) return fs.append(opts.events, line) end)
     end
   end
   local r = require("kmsrun.run.runner").new(spec, {
@@ -108,6 +129,10 @@ local function run_runbook(opts)
 end
 
 return function(argv)
+  -- Every byte written to the terminal passes the redaction boundary. `script`
+  -- and `serve` keep their bytes (no control-character escaping): they speak
+  -- their own formats.
+  require("kmsrun.report.terminal").install({ raw = argv[1] == "script" or argv[1] == "serve" or argv[1] == "test" })
   local args = {}
   for i = 1, #argv do args[i] = argv[i] end
   local cmd = args[1]

@@ -133,7 +133,7 @@ M.expect_cert_chain = api.define {
   name = "expect_cert_chain", group = "assert",
   signature = "expect_cert_chain(res, kms, request)", returns = "chain",
   args = { { "res", "table" }, { "kms", "kms" }, { "request", "table" } },
-  doc = [[Checks a `KMS.SignCert` answer: success, a chain of three certificates (leaf, app CA, KMS CA), the leaf verifying through the app CA up to the KMS CA that `KMS.GetMeta` of `kms` reports, the leaf's public key being the request's and its subject the requested one. Returns the chain as a list of PEM strings.]],
+  doc = [[Checks a `KMS.SignCert` answer: success, a chain of three certificates (leaf, app CA, KMS CA), the leaf verifying through the app CA up to the KMS CA that `KMS.GetMeta` of `kms` reports, the leaf's public key being the request's, its subject the requested one and its app id extension the attested app's. Returns the chain as a list of PEM strings.]],
   example = [[local chain = expect_cert_chain(rpc(src, "KMS.SignCert", req), src, req)]],
   fn = function(res, k, req)
     local meta = req.request_of
@@ -151,6 +151,12 @@ M.expect_cert_chain = api.define {
       if leaf.public_key_der ~= meta.public_key_der then steps.fail(step.expected, "the leaf certifies another key") end
       if (leaf.subject_fields or {}).CN ~= meta.subject then
         steps.fail(step.expected, "the leaf's subject is " .. tostring(leaf.subject))
+      end
+      -- dstack's app id extension (1.3.6.1.4.1.62397.1.3): the certificate names the attested app.
+      local app_id = leaf.extensions and leaf.extensions["1.3.6.1.4.1.62397.1.3"]
+      if not app_id or crypto.hex(app_id) ~= meta.app_id then
+        steps.fail(step.expected, "the leaf's app id is " .. (app_id and crypto.hex(app_id) or "missing")
+          .. ", the request attested " .. tostring(meta.app_id))
       end
       step.actual = "verified: " .. leaf.subject .. " <- " .. crypto.parse_cert(chain[2]).subject .. " <- KMS CA"
       return chain

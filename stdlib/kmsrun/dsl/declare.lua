@@ -91,8 +91,8 @@ function M.new()
     name = "kms", group = "declare",
     signature = "kms(name, opts)", returns = "kms",
     args = { { "name", "string" }, { "opts", "table", options = { auth = true, attestation = true, image = true,
-      device = true, tcb_status = true, advisories = true, old_format_cert = true } } },
-    doc = [[Declares a KMS instance (deployed later by `deploy`). `opts.auth` (required): the auth server its webhook points at. `opts.attestation = false` deploys it without any attestation source (no guest agent / simulator), to show there is no no-quote mode. `opts.image`: target-specific image name (on sim the OS image the instance reports: another name, another `os_image_hash`). Emulator knobs (sim only): `opts.device` (a device label: instances with different labels run on different machines, so different `device_id`; by default all share one), `opts.tcb_status` (the TCB status the attestation reports, default `UpToDate`), `opts.advisories` (list of advisory ids it reports), `opts.old_format_cert = true` (its RPC certificate carries an attestation without vm_config, as an older KMS's does: a receiver onboarding from it sees an empty `osImageHash` and fills in its own). The handle gets, once deployed: `onboard_url`, `runtime_url` (operator view), `guest.onboard_url`, `guest.runtime_url` (as seen from inside another CVM), `mode` (`onboard` or `runtime`), `attestation` (after `capture_attestation`).]],
+      device = true, tcb_status = true, advisories = true, old_format_cert = true, verify_images = true } } },
+    doc = [[Declares a KMS instance (deployed later by `deploy`). `opts.auth` (required): the auth server its webhook points at. `opts.attestation = false` deploys it without any attestation source (no guest agent / simulator), to show there is no no-quote mode. `opts.image`: target-specific image name (on sim the OS image the instance reports: another name, another `os_image_hash`). Emulator knobs (sim only): `opts.device` (a device label: instances with different labels run on different machines, so different `device_id`; by default all share one), `opts.tcb_status` (the TCB status the attestation reports, default `UpToDate`), `opts.advisories` (list of advisory ids it reports), `opts.old_format_cert = true` (its RPC certificate carries an attestation without vm_config, as an older KMS's does: a receiver onboarding from it sees an empty `osImageHash` and fills in its own), `opts.verify_images` (list of OS image names: turns on the KMS's OS image verification, `core.image.verify`, against an image server that has exactly these images; a caller with another image gets `Failed to verify os image hash`). The handle gets, once deployed: `onboard_url`, `runtime_url` (operator view), `guest.onboard_url`, `guest.runtime_url` (as seen from inside another CVM), `mode` (`onboard` or `runtime`), `attestation` (after `capture_attestation`).]],
     example = [[local src = kms("kms-src", { auth = auth_src })]],
     fn = function(name, opts)
       unique_name("kms", name)
@@ -105,6 +105,7 @@ function M.new()
       want("kms", "opts.tcb_status", opts.tcb_status, "string")
       want("kms", "opts.advisories", opts.advisories, "list of strings")
       want("kms", "opts.old_format_cert", opts.old_format_cert, "boolean")
+      want("kms", "opts.verify_images", opts.verify_images, "list of strings")
       local h = { __kind = "kms", name = name, spec = opts, auth = opts.auth, mode = "onboard", deployed = false,
         declared_at = api.runbook_location() }
       spec.kmss[#spec.kmss + 1] = h
@@ -134,7 +135,7 @@ end)]],
     name = "case", group = "declare",
     signature = "case(name, [opts], fn)", returns = "nothing",
     args = { { "name", "string" } },
-    doc = [[Declares a named case: a function of steps. Cases run in order; by default the run stops at the first failing case (the rest are `skipped`), `--keep-going` continues. `opts.needs` lists cases (by name) this one builds on: selecting it with `--case` also runs those. `opts.tags` for `--tag`. `opts.timeout`: the case's deadline in seconds (default: the target's, 600 on sim); when it passes, what the case waits for is cancelled and the case ends as `timeout`, naming what it was waiting for.]],
+    doc = [[Declares a named case: a function of steps. Cases run in order; by default the run stops at the first failing case (the rest are `skipped`), `--keep-going` continues. `opts.needs` lists cases (by name) this one builds on: selecting it with `--case` also runs those. `opts.tags` for `--tag`. `opts.timeout`: the case's deadline in seconds (default: the target's, 600 on sim); when it passes, what the case waits for is cancelled and the case ends as `timeout`, naming what it was waiting for. `opts.targets` (list of target names): the case runs only there and is `skipped` elsewhere, saying why (for a case needing what only some targets offer, e.g. attested callers on sim).]],
     example = [[case("bootstrap is denied when self is not allowed", function()
   set_policy(auth_src, deny_by_mr(src))
   expect_error(rpc(src, "Onboard.Bootstrap", { domain = var.src_domain }), "KMS is not allowed to bootstrap: ")
@@ -145,16 +146,17 @@ end)]],
       if type(fn) ~= "function" then api.usage_error("case: fn must be a function") end
       if type(opts) ~= "table" then api.usage_error("case: opts must be a table") end
       for k in pairs(opts) do
-        if not ({ needs = 1, tags = 1, timeout = 1 })[k] then api.usage_error("case: unknown option '" .. tostring(k) .. "'") end
+        if not ({ needs = 1, tags = 1, timeout = 1, targets = 1 })[k] then api.usage_error("case: unknown option '" .. tostring(k) .. "'") end
       end
       want("case", "opts.needs", opts.needs, "list of strings")
       want("case", "opts.tags", opts.tags, "list of strings")
       want("case", "opts.timeout", opts.timeout, "positive number")
+      want("case", "opts.targets", opts.targets, "list of strings")
       for _, c in ipairs(spec.cases) do
         if c.name == name then api.usage_error(string.format("case: a case named %q already exists", name)) end
       end
       spec.cases[#spec.cases + 1] = { id = #spec.cases + 1, name = name, fn = fn, needs = opts.needs or {},
-        tags = opts.tags or {}, timeout = opts.timeout, location = api.runbook_location() }
+        tags = opts.tags or {}, timeout = opts.timeout, targets = opts.targets, location = api.runbook_location() }
     end,
   }
 

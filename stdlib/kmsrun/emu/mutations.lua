@@ -21,6 +21,8 @@ M.SWITCHES = {
     description = "GetKmsKey hands the KMS keys to any attested caller without asking the webhook whether it is an allowed KMS" },
   { name = "skip-app-check", emulator = "kms", check = "ensure_app_boot_allowed (GetAppKey, SignCert)",
     description = "GetAppKey and SignCert serve any attested app without asking the webhook whether it may boot" },
+  { name = "skip-os-image-verification", emulator = "kms", check = "verify_os_image_hash (core.image.verify)",
+    description = "with image verification on, callers' OS images are accepted without being downloaded and checked" },
   { name = "auth-ignore-os-image", emulator = "auth", check = "osImages",
     description = "the auth server allows a boot whatever its OS image hash" },
   { name = "auth-ignore-device", emulator = "auth", check = "devices / allowAnyDevice",

@@ -44,7 +44,8 @@ end
 --- The configuration table. spec: cert_dir, port, address, webhook_url,
 -- site_name, enforce_self_authorization (default true), attest_rpc_cert (default true),
 -- attestation ({ insecure_allow_external_trust_anchors =, urls = { pccs = }, root_ca = { tdx = } },
--- default: the vendor roots, as upstream's kms.toml).
+-- default: the vendor roots, as upstream's kms.toml),
+-- image_download_url (turns on OS image verification; with {OS_IMAGE_HASH}).
 function M.table(spec)
   local cert_dir = assert(spec.cert_dir, "kms_config: cert_dir is required")
   local function flag(v) if v == nil then return true end return v end
@@ -71,8 +72,9 @@ function M.table(spec)
         address = spec.address or "127.0.0.1",
         port = spec.port or 8000,
       },
-      -- Test deployments cannot serve OS images for download (gotcha 15).
-      image = { verify = false },
+      -- Test deployments cannot serve OS images for download (gotcha 15), unless the
+      -- target serves some itself (sim: kms() verify_images).
+      image = { verify = spec.image_download_url ~= nil, download_url = spec.image_download_url },
     },
   }
 end

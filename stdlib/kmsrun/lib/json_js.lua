@@ -3,9 +3,10 @@
 -- encoding writes what JSON.stringify writes (no "\/" escaping, JS number formatting,
 -- key order as recorded). The embedded cjson cannot do either: it has no array
 -- marker, loses key order and escapes "/".
-local M = {}
-
 local W = require "kmsrun.lib.json_writer"
+local scan = require "kmsrun.lib.json_scan"
+
+local M = {}
 
 --- The JSON null value (cjson's, which kmsrun.lib.json shares), so arrays never have holes.
 M.null = W.null
@@ -67,8 +68,6 @@ end
 
 -- Decoding ----------------------------------------------------------------------------
 
-local ESCAPES = { ['"'] = '"', ["\\"] = "\\", ["/"] = "/", b = "\b", f = "\f", n = "\n", r = "\r", t = "\t" }
-
 local Decoder = {}
 Decoder.__index = Decoder
 
@@ -84,43 +83,21 @@ function Decoder:peek()
   return self.s:sub(self.pos, self.pos)
 end
 
-function Decoder:string()
-  local s, parts = self.s, {}
-  local pos = self.pos + 1
-  while true do
-    local stop = s:find('["\\\0-\31]', pos)
-    if not stop then self.pos = #s + 1; self:fail("unterminated string") end
-    parts[#parts + 1] = s:sub(pos, stop - 1)
-    local c = s:sub(stop, stop)
-    if c == '"' then
-      self.pos = stop + 1
-      return table.concat(parts)
-    elseif c == "\\" then
-      local e = s:sub(stop + 1, stop + 1)
-      if e == "u" then
-        local hex = s:match("^%x%x%x%x", stop + 2)
-        if not hex then self.pos = stop; self:fail("bad \\u escape") end
-        local cp = tonumber(hex, 16)
-        pos = stop + 6
-        if cp >= 0xD800 and cp <= 0xDBFF then
-          local lo = s:match("^\\u([dD][c-fC-F]%x%x)", pos)
-          if lo then
-            cp = 0x10000 + (cp - 0xD800) * 0x400 + (tonumber(lo, 16) - 0xDC00)
-            pos = pos + 6
-          end
-        end
-        -- A lone surrogate becomes its (WTF-8) bytes: JSON.parse accepts it too.
-        parts[#parts + 1] = utf8.char(cp)
-      elseif ESCAPES[e] then
-        parts[#parts + 1] = ESCAPES[e]
-        pos = stop + 2
-      else
-        self.pos = stop; self:fail("bad escape")
-      end
-    else
-      self.pos = stop; self:fail("control character in string")
-    end
+-- JSON.parse's SyntaxError names no kind; kmsrun words its own, at the byte.
+local SCAN_ERRORS = { eof = "unexpected end of input", control = "control character in string",
+  escape = "bad escape", hex = "bad \\u escape", number = "bad number" }
+
+function Decoder:scan_fail()
+  return function(kind, at)
+    self.pos = at
+    self:fail(SCAN_ERRORS[kind])
   end
+end
+
+function Decoder:string()
+  local text
+  text, self.pos = scan.string(self.s, self.pos + 1, self:scan_fail(), "wtf8")
+  return text
 end
 
 -- JS numbers are doubles: integers beyond 2^53 round like JSON.parse rounds them.
@@ -139,15 +116,11 @@ local LITERALS = { ["true"] = true, ["false"] = false, ["null"] = M.null }
 function Decoder:scalar()
   local c = self:peek()
   if c == '"' then return self:string() end
-  local num = self.s:match("^-?%d+%.?%d*[eE]?[-+]?%d*", self.pos)
-  if num then
-    -- The loose pattern above finds the extent; the grammar is checked strictly here.
-    local ok = num:match("^-?0[.eE]") or num:match("^-?0$") or num:match("^-?[1-9]")
-    ok = ok and (num:match("^-?%d+$") or num:match("^-?%d+%.%d+$") or num:match("^-?%d+[eE][-+]?%d+$")
-      or num:match("^-?%d+%.%d+[eE][-+]?%d+$"))
-    if not ok then self:fail("bad number '" .. num .. "'") end
-    self.pos = self.pos + #num
-    return to_js_number(num)
+  if c == "-" or c:match("^%d$") then
+    local sign = c == "-" and "-" or ""
+    local digits, after = scan.number(self.s, self.pos + #sign, self:scan_fail())
+    self.pos = after
+    return to_js_number(sign .. digits)
   end
   for word, v in pairs(LITERALS) do
     if self.s:sub(self.pos, self.pos + #word - 1) == word then

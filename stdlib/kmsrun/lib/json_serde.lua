@@ -9,6 +9,8 @@
 local S = {}
 
 local W = require "kmsrun.lib.json_writer"
+local hex = require "kmsrun.lib.hex"
+local scan = require "kmsrun.lib.json_scan"
 S.null = W.null
 
 -- Errors ------------------------------------------------------------------------
@@ -72,94 +74,25 @@ local function ident(st, rest)
   end
 end
 
-local esc = { ['"'] = '"', ["\\"] = "\\", ["/"] = "/", b = "\b", f = "\f", n = "\n", r = "\r", t = "\t" }
-
-local function hex4(st)
-  local h = st.s:sub(st.i, st.i + 3)
-  for k = 1, 4 do
-    local c = h:sub(k, k)
-    if c == "" then st.i = st.i + k - 1; err_peek(st, "EOF while parsing a string") end
-    if not c:match("%x") then st.i = st.i + k; err_here(st, "invalid escape") end
-  end
-  st.i = st.i + 4
-  return tonumber(h, 16)
-end
+-- serde_json's ErrorCode texts for what the shared scanner finds (lib/json_scan.lua).
+local SCAN_ERRORS = { eof = "EOF while parsing a string", control = "control character (\\u0000-\\u001F) found while parsing a string",
+  escape = "invalid escape", hex = "invalid escape", hex_end = "unexpected end of hex escape",
+  surrogate = "lone leading surrogate in hex escape" }
+local NUMBER_ERRORS = { eof = "EOF while parsing a value", number = "invalid number" }
 
 -- Parses a string whose opening quote is already consumed.
 local function parse_string(st)
-  local out = {}
-  while true do
-    local s, e = st.s:find('^[^"\\%z\1-\31]+', st.i)
-    if s then out[#out + 1] = st.s:sub(s, e); st.i = e + 1 end
-    local c = peek(st)
-    if c == nil then err_peek(st, "EOF while parsing a string") end
-    st.i = st.i + 1
-    if c == '"' then return table.concat(out) end
-    if c == "\\" then
-      local n = peek(st)
-      if n == nil then err_peek(st, "EOF while parsing a string") end
-      st.i = st.i + 1
-      if esc[n] then
-        out[#out + 1] = esc[n]
-      elseif n == "u" then
-        local cp = hex4(st)
-        if cp >= 0xD800 and cp <= 0xDBFF then
-          if st.s:sub(st.i, st.i + 1) ~= "\\u" then err_here(st, "unexpected end of hex escape") end
-          st.i = st.i + 2
-          local lo = hex4(st)
-          if lo < 0xDC00 or lo > 0xDFFF then err_here(st, "lone leading surrogate in hex escape") end
-          cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00)
-        elseif cp >= 0xDC00 and cp <= 0xDFFF then
-          err_here(st, "lone leading surrogate in hex escape")
-        end
-        out[#out + 1] = utf8.char(cp)
-      else
-        err_here(st, "invalid escape")
-      end
-    else
-      err_here(st, "control character (\\u0000-\\u001F) found while parsing a string")
-    end
-  end
+  local text
+  text, st.i = scan.string(st.s, st.i, function(kind, at) raise(st, SCAN_ERRORS[kind], at) end)
+  return text
 end
 
 -- Parses a number (a leading '-' already consumed when not positive).
 -- Returns {kind = "u"|"i"|"f", value = n, text = literal}.
 local function parse_number(st, positive)
-  local start = st.i
-  local c = peek(st)
-  if c == nil then err_peek(st, "EOF while parsing a value") end
-  if not c:match("%d") then err_peek(st, "invalid number") end
-  st.i = st.i + 1
-  if c == "0" then
-    local n = peek(st)
-    if n and n:match("%d") then err_peek(st, "invalid number") end
-  else
-    local _, e = st.s:find("^%d*", st.i); st.i = e + 1
-  end
-  local float = false
-  if peek(st) == "." then
-    st.i = st.i + 1
-    local s, e = st.s:find("^%d+", st.i)
-    if not s then
-      if peek(st) == nil then err_peek(st, "EOF while parsing a value") end
-      err_peek(st, "invalid number")
-    end
-    st.i = e + 1
-    float = true
-  end
-  local n = peek(st)
-  if n == "e" or n == "E" then
-    st.i = st.i + 1
-    if peek(st) == "+" or peek(st) == "-" then st.i = st.i + 1 end
-    local s, e = st.s:find("^%d+", st.i)
-    if not s then
-      if peek(st) == nil then err_peek(st, "EOF while parsing a value") end
-      err_peek(st, "invalid number")
-    end
-    st.i = e + 1
-    float = true
-  end
-  local text = (positive and "" or "-") .. st.s:sub(start, st.i - 1)
+  local digits, float
+  digits, st.i, float = scan.number(st.s, st.i, function(kind, at) raise(st, NUMBER_ERRORS[kind], at) end)
+  local text = (positive and "" or "-") .. digits
   if not float then
     local v = math.tointeger(tonumber(text))
     if v and tostring(v) == text:gsub("^%-0$", "0") then return { kind = positive and "u" or "i", value = v, text = text } end
@@ -277,24 +210,13 @@ end
 
 local decode_field
 
-local function rust_char(ch) -- Rust's {:?} of a char
-  local named = { ["'"] = "\\'", ["\\"] = "\\\\", ["\n"] = "\\n", ["\t"] = "\\t", ["\r"] = "\\r" }
-  if named[ch] then return "'" .. named[ch] .. "'" end
-  if ch:byte() < 32 then return string.format("'\\u{%x}'", ch:byte()) end
-  return "'" .. ch .. "'"
-end
-
+-- prpc's bytes fields: any number of leading lowercase "0x" stripped
+-- (trim_start_matches), then the hex crate's decoding and error text.
 local function hex_decode(s)
-  -- prpc strips any number of leading lowercase "0x" (trim_start_matches)
   while s:sub(1, 2) == "0x" do s = s:sub(3) end
-  for k = 1, #s do
-    local ch = s:sub(k, k)
-    if not ch:match("%x") then
-      err_custom(string.format("Invalid character %s at position %d", rust_char(ch), k - 1))
-    end
-  end
-  if #s % 2 == 1 then err_custom("Odd number of digits") end
-  return (s:gsub("%x%x", function(h) return string.char(tonumber(h, 16)) end))
+  local bytes, err = hex.decode(s)
+  if not bytes then err_custom(err) end
+  return bytes
 end
 
 local scalar = {}
@@ -534,14 +456,6 @@ end
 --- Decodes any JSON document; returns the value (S.null for null) or nil, serde error text.
 function S.decode_any(text)
   return decode_whole(text, function(st) return parse_any(st, 0) end)
-end
-
---- Hex-decodes like prpc's bytes fields (without position); returns bytes or nil, message.
-function S.hex_decode(s)
-  local ok, v = pcall(hex_decode, s)
-  if ok then return v end
-  if getmetatable(v) == Err then return nil, v.msg end
-  error(v, 0)
 end
 
 -- Encoding (policy SERDE in kmsrun.lib.json_writer) ---------------------------------

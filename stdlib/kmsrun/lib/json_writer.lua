@@ -5,9 +5,11 @@
 --   kmsrun.lib.json        (KMSRUN) files kmsrun writes: reports, transcripts, events
 --   kmsrun.lib.json_js   (JAVASCRIPT) auth-simple's answers, as JSON.stringify writes them
 --   kmsrun.lib.json_serde   (SERDE) the emulator's answers, as serde_json writes them
--- Decoding stays with each module: cjson (fast, for what kmsrun reads), a JSON.parse
--- grammar that records key order, and serde's typed visitor with its error positions
--- are three different walks, each needed for the byte-exact error texts of its peer.
+-- Decoding: cjson for what kmsrun reads (fast, no exactness owed); the two byte-exact
+-- decoders share their lexical layer (lib/json_scan.lua: strings, numbers) and keep
+-- their own walks, because the walks are what differ: JSON.parse's is untyped,
+-- iterative (any depth) and records key order; serde's is driven by the message
+-- schema, and its "invalid type"/"missing field" errors point at schema positions.
 local M = {}
 
 M.null = require("cjson").null

@@ -19,6 +19,37 @@ local function finish(t, ok, ...)
   if t.on_done then t.on_done(t) end
 end
 
+-- A readable text of an error value that is not a string (error({code = 42}),
+-- error(nil), error(false)): its value, not a bare traceback. Depth and width
+-- bounded: an error object may be large or cyclic.
+local function describe(e, depth)
+  depth = depth or 0
+  local mt = getmetatable(e)
+  if mt and mt.__tostring then
+    local ok, s = pcall(tostring, e)
+    if ok and type(s) == "string" then return s end
+  end
+  if type(e) == "string" then return string.format("%q", e) end
+  if type(e) ~= "table" then return tostring(e) end
+  if depth >= 2 then return "{...}" end
+  local keys = {}
+  for k in pairs(e) do keys[#keys + 1] = k end
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  local parts = {}
+  for i, k in ipairs(keys) do
+    if i > 20 then parts[#parts + 1] = "..." break end
+    local key = type(k) == "string" and k:match("^[%a_][%w_]*$") and k or ("[" .. describe(k, depth + 1) .. "]")
+    parts[#parts + 1] = key .. " = " .. describe(e[k], depth + 1)
+  end
+  return "{" .. table.concat(parts, ", ") .. "}"
+end
+
+--- The text of an error value: itself if a string, else "error object (type): value".
+function M.error_text(e)
+  if type(e) == "string" then return e end
+  return string.format("error object (%s): %s", type(e), describe(e))
+end
+
 --- Runs fn(...) in a new task; returns the task handle.
 function M.spawn(fn, ...)
   if type(fn) ~= "function" then error("task.spawn: fn must be a function, got " .. type(fn), 2) end
@@ -27,7 +58,7 @@ function M.spawn(fn, ...)
     t.started = true
     local traceback
     local function handler(e)
-      traceback = debug.traceback(type(e) == "string" and e or nil, 2)
+      traceback = debug.traceback(M.error_text(e), 2)
       return e
     end
     finish(t, xpcall(fn, handler, ...))
@@ -68,6 +99,17 @@ function Task:cancel()
     return true
   end
   return core.cancel(self.co)
+end
+
+--- Ends the task for good, with `err` (default "killed") as its error: for a task
+-- that caught `cancelled` and ran on. What it waits for is aborted and its pending
+-- to-be-closed variables are closed; no pcall inside it can stop this.
+function Task:kill(err)
+  if self.done then return false end
+  if self.co == coroutine.running() then error("task:kill: a task cannot kill itself", 2) end
+  core.kill(self.co)
+  finish(self, false, err == nil and "killed" or err)
+  return true
 end
 
 --- What the task is waiting for right now (for diagnostics), or nil.

@@ -8,6 +8,7 @@
 -- producer from the error object (dsl/outcome.lua).
 local json = require "kmsrun.lib.json"
 local redact = require "kmsrun.report.redact"
+local text = require "kmsrun.report.text"
 local time = require "kmsrun.time"
 
 local M = {}
@@ -33,7 +34,9 @@ M.CODES = {
 local sink -- function(line)
 local seq = 0
 
-function M.set_sink(fn) sink = fn; seq = 0 end
+--- Sets where event lines go: fn(line) -> true | nil, err (a failure is reported
+-- once, and kept in M.lost).
+function M.set_sink(fn) sink = fn; seq = 0; M.lost = nil end
 
 function M.emit(kind, data)
   if not sink then return end
@@ -46,7 +49,15 @@ function M.emit(kind, data)
     -- dsl/outcome.lua gives every failed step and block its code; none is a bug.
     error("events: " .. kind .. " with status " .. tostring(ev.status) .. " carries no failure code", 2)
   end
-  sink(redact.scrub(json.encode(ev)) .. "\n")
+  -- Values scrubbed before encoding: a secret that is JSON syntax cannot cut the line.
+  ev = redact.value(ev)
+  for k, v in pairs(ev) do if type(v) == "string" then ev[k] = text.cap(v) end end
+  local ok, err = sink(json.encode(ev) .. "\n")
+  if ok == nil and err ~= nil and not M.lost then
+    -- Said once; the runner fails the run (a consumer of the stream saw a part of it).
+    M.lost = tostring(err)
+    io.stderr:write("kmsrun: cannot write the events stream: ", M.lost, "; the events from here on are lost\n")
+  end
 end
 
 return M

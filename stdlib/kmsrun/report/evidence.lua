@@ -30,29 +30,33 @@ function Evidence:mkdir(rel)
   return fs.mkdir(self:path(rel), { mode = 448 })
 end
 
---- Writes rel (relative to the output directory) atomically, scrubbed.
-function Evidence:write(rel, data)
+--- Writes rel (relative to the output directory) atomically, scrubbed as text;
+-- opts.scrubbed: data was encoded from values already scrubbed (redact.value), so
+-- it is written as is (scrubbing encoded text could cut its syntax).
+function Evidence:write(rel, data, opts)
   local path = self:path(rel)
   local dir = parent(path)
   if dir then fs.mkdir(dir, { mode = 448 }) end
-  local ok, err, code = fs.write(path, redact.scrub(data), { mode = 384 })
-  if not ok then return nil, err, code end
+  if not (opts and opts.scrubbed) then data = redact.scrub(data) end
+  local ok, err, code = fs.write(path, data, { mode = 384 })
+  -- files[rel] says "written by this run, as last asked": the console claims no other.
+  if not ok then self.files[rel] = nil return nil, err, code end
   self.files[rel] = true
   return path
 end
 
 --- Writes a value as pretty JSON.
 function Evidence:json(rel, value)
-  return self:write(rel, json.encode(value, { pretty = true }) .. "\n")
+  return self:write(rel, json.encode(redact.value(value), { pretty = true }) .. "\n", { scrubbed = true })
 end
 
---- Appends one scrubbed JSON line (append-only: survives a crash up to that line).
+--- Appends one JSON line of scrubbed values (append-only: survives a crash up to that line).
 function Evidence:append_json(rel, value, opts)
   local path = self:path(rel)
   local dir = parent(path)
   if dir then fs.mkdir(dir, { mode = 448 }) end
   self.files[rel] = true
-  return fs.append(path, redact.scrub(json.encode(value)) .. "\n", { mode = 384, sync = opts and opts.sync })
+  return fs.append(path, json.encode(redact.value(value)) .. "\n", { mode = 384, sync = opts and opts.sync })
 end
 
 --- Rewrites a file produced by someone else (a child's log) through the scrubber.
@@ -103,11 +107,11 @@ function Evidence:leak_scan()
     if rel:match("%.tar%.gz$") then
       for _, e in ipairs(archive.list(self:path(rel)) or {}) do
         local data = archive.read(self:path(rel), e.name)
-        local hit = data and redact.find_leak(data)
+        local hit = data and redact.find_leak_in(e.name, data)
         if hit then return rel .. "!" .. e.name .. ": " .. hit end
       end
     else
-      local hit = redact.find_leak(fs.read(self:path(rel)) or "")
+      local hit = redact.find_leak_in(rel, fs.read(self:path(rel)) or "")
       if hit then return rel .. ": " .. hit end
     end
   end

@@ -1,10 +1,15 @@
 -- Secrets never reach disk in clear. Values known to be secret (private keys
 -- returned by RPCs, credentials, anything a runbook marks secret) are tainted;
--- every sink passes its text through scrub(), which replaces each secret — raw,
--- JSON-escaped, hex and base64 forms — by a marker carrying its SHA-256, so runs
--- can still be compared.
+-- every sink (evidence files, events, the terminal: report/terminal.lua) passes
+-- its values through here, which replaces each secret — in every form it takes in
+-- practice (report/redact_forms.lua) — by a marker carrying its SHA-256, so runs
+-- can still be compared. Structured output is scrubbed value by value before it is
+-- encoded (M.value), never as encoded text: a secret that is JSON or XML syntax
+-- (`"status"`) then cannot cut a key or a quote out of the file.
 local crypto = require "kmsrun.crypto"
 local json = require "kmsrun.lib.json"
+local forms_of = require("kmsrun.report.redact_forms").of
+local json_writer = require "kmsrun.lib.json_writer"
 
 local M = {}
 
@@ -29,35 +34,19 @@ end
 -- refuses them rather than pretend.
 M.MIN_LENGTH = 4
 
-local function add_form(forms, s)
-  if s and #s >= M.MIN_LENGTH then forms[#forms + 1] = s end
-end
-
---- Taints value: from now on every sink replaces it by its marker.
+--- Taints value: from now on every sink replaces it (in each of its forms,
+-- report/redact_forms.lua) by its marker.
 function M.add(value)
   if type(value) ~= "string" or #value < M.MIN_LENGTH or known[value] then return end
   -- Text every marker holds ("REDACTED", "sha256:"...) is no secret: scrubbing it
   -- would only mangle the markers.
   if MARKER_PREFIX:find(value, 1, true) then return end
   known[value] = true
-  local forms = {}
-  add_form(forms, value)
-  local escaped = json.quote(value):sub(2, -2)
-  if escaped ~= value then add_form(forms, escaped) end
-  add_form(forms, crypto.hex(value))
-  add_form(forms, crypto.base64(value))
-  local raw = value:match("^%x+$") and #value % 2 == 0 and crypto.unhex(value)
-  if raw then
-    add_form(forms, crypto.base64(raw))
-    add_form(forms, value:upper())
-  end
-  -- Longest first, so a form containing another is replaced whole.
-  table.sort(forms, function(a, b) return #a > #b end)
-  local s = { forms = forms, marker = M.marker(value) }
+  local s = { forms = forms_of(value, M.MIN_LENGTH), marker = M.marker(value) }
   secrets[#secrets + 1] = s
   -- Across secrets too: a secret containing another (a text holding a key) is
   -- replaced whole before the shorter one could cut it and leave the rest in clear.
-  for _, form in ipairs(forms) do ordered[#ordered + 1] = { form, s.marker } end
+  for _, form in ipairs(s.forms) do ordered[#ordered + 1] = { form, s.marker } end
   table.sort(ordered, function(a, b)
     if #a[1] ~= #b[1] then return #a[1] > #b[1] end
     return a[1] < b[1]
@@ -107,31 +96,58 @@ local function taint_blocks(text)
   end
 end
 
---- Returns a copy of a decoded response with secret fields replaced by markers
--- (and taints them). Private-key PEMs are caught wherever they are: a value
--- that is a key becomes its marker, a key inside a longer text is replaced there.
-function M.response(value)
-  if type(value) ~= "table" then
+-- Taints what a response holds: secret fields, and private-key PEMs wherever they are
+-- (a value that is exactly one key is tainted whole, so it becomes one marker).
+local function taint(value, depth)
+  if type(value) == "string" then
     if looks_private(value) then
       if value:match("^%s*" .. BEGIN) and value:find(END .. "%s*$") and select(2, value:gsub(BEGIN, "")) == 1 then
         M.add(value)
-        return M.marker(value)
       end
       taint_blocks(value)
-      return M.scrub(value)
     end
-    return value
+    return
   end
-  local copy = setmetatable({}, getmetatable(value))
+  if type(value) ~= "table" or depth > 10000 then return end
   for k, v in pairs(value) do
-    if type(v) == "string" and M.secret_fields[k] and v ~= "" then
-      M.add(v)
-      copy[k] = M.marker(v)
-    else
-      copy[k] = M.response(v)
-    end
+    if type(v) == "string" and M.secret_fields[k] and v ~= "" then M.add(v) else taint(v, depth + 1) end
   end
-  return copy
+end
+
+--- Returns a copy of a decoded response with every secret replaced by its marker,
+-- after tainting its secret fields and private-key PEMs. All fields are tainted
+-- before any is copied: a key in one field and its hex in another are both caught.
+function M.response(value)
+  taint(value, 0)
+  if type(value) == "string" then return M.scrub(value) end
+  return M.value(value, true)
+end
+
+--- A copy of v with every string (keys included) scrubbed; tables keep their
+-- metatable (json.array markers) and key order (json.object). Non-strings as is.
+-- copy: copy even when nothing is tainted (the caller keeps the original as it is).
+function M.value(v, copy)
+  if #ordered == 0 and not copy then return v end
+  local seen = {}
+  local function walk(x)
+    if type(x) == "string" then return M.scrub(x) end
+    if type(x) ~= "table" then return x end
+    if seen[x] then return seen[x] end
+    local copy = {}
+    seen[x] = copy
+    for k, val in pairs(x) do copy[walk(k)] = walk(val) end
+    local mt = getmetatable(x)
+    local order = json_writer.key_order(x)
+    if order then
+      local names = {}
+      for i, n in ipairs(order) do names[i] = walk(n) end
+      json_writer.object(copy, names)
+    elseif mt then
+      setmetatable(copy, mt)
+    end
+    return copy
+  end
+  return walk(v)
 end
 
 --- Every secret seen so far (raw), for the post-run leak scan.
@@ -143,6 +159,7 @@ end
 
 --- Scans text for any tainted secret form; returns the first marker found or nil.
 function M.find_leak(text)
+  if #secrets == 0 then return nil end
   -- A marker is not a leak, even where a secret's hex happens to occur in its digest.
   text = text:gsub(MARKER_PATTERN, "")
   for _, s in ipairs(secrets) do
@@ -151,6 +168,38 @@ function M.find_leak(text)
     end
   end
   return nil
+end
+
+-- Every string (keys and values) of a decoded JSON value, scanned one by one.
+local function leak_in_value(v)
+  if type(v) == "string" then return M.find_leak(v) end
+  if type(v) ~= "table" then return nil end
+  for k, x in pairs(v) do
+    local hit = leak_in_value(k) or leak_in_value(x)
+    if hit then return hit end
+  end
+  return nil
+end
+
+--- Scans a file's content for a leak the way it was written: a JSON document or a
+-- JSON-lines stream value by value (the syntax around values is no secret's: a
+-- secret `"status"` must not make every report a leak), anything else as text.
+-- name: the file's name (".json", ".ndjson" decide).
+function M.find_leak_in(name, text)
+  if #secrets == 0 then return nil end
+  if name:match("%.json$") then
+    local v = json.decode(text)
+    if v ~= nil then return leak_in_value(v) end
+  elseif name:match("%.ndjson$") then
+    for line in text:gmatch("[^\n]+") do
+      local v = json.decode(line)
+      local hit
+      if v ~= nil then hit = leak_in_value(v) else hit = M.find_leak(line) end
+      if hit then return hit end
+    end
+    return nil
+  end
+  return M.find_leak(text)
 end
 
 return M

@@ -1,5 +1,7 @@
 -- report.json (the machine-readable result) and junit.xml (for CI systems).
 local json = require "kmsrun.lib.json"
+local redact = require "kmsrun.report.redact"
+local cap = require("kmsrun.report.text").cap
 
 local M = {}
 
@@ -8,7 +10,7 @@ M.SCHEMA_VERSION = 1
 local function step_record(s)
   return {
     name = s.name, status = s.status, duration = s.duration, location = s.location,
-    expected = s.expected, actual = s.actual, detail = s.detail, last_rpc = s.last_rpc,
+    expected = cap(s.expected), actual = cap(s.actual), detail = cap(s.detail), last_rpc = cap(s.last_rpc),
     code = s.code, rpc_seq = s.rpc_seq, match = s.match, fields = s.fields,
     policies = s.policies and next(s.policies) and s.policies or nil,
   }
@@ -36,7 +38,7 @@ function M.build(run)
     local status, kind = M.case_status(c.status)
     cases[#cases + 1] = {
       id = c.id, name = c.name, status = status, failure_kind = kind, duration = c.duration or 0,
-      error = c.error, location = c.location, notes = c.notes and json.array(c.notes) or nil, steps = steps_of(c.steps),
+      error = cap(c.error), location = c.location, notes = c.notes and json.array((function() local n = {} for i, x in ipairs(c.notes) do n[i] = cap(x) end return n end)()) or nil, steps = steps_of(c.steps),
       code = c.code, skip_reason = c.skip_reason,
     }
   end
@@ -54,18 +56,20 @@ function M.build(run)
     started_at = os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(run.started_wall)),
     duration = run.duration,
     vars = vars,
-    setup = run.setup_case and { name = run.setup_case.name, status = run.setup_case.status, error = run.setup_case.error,
+    setup = run.setup_case and { name = run.setup_case.name, status = run.setup_case.status, error = cap(run.setup_case.error),
       code = run.setup_case.code, notes = run.setup_case.notes and json.array(run.setup_case.notes) or nil,
       steps = steps_of(run.setup_case.steps) } or nil,
     cases = cases,
     summary = run.counts,
     cleanup = json.array(run.cleanup_log or {}),
-    error = run.error,
+    error = cap(run.error),
   }
 end
 
+-- Each value is scrubbed (and capped) before it is escaped (never the XML text: a secret that is
+-- XML syntax must not cut an attribute).
 local function xml_escape(s)
-  s = tostring(s or "")
+  s = cap(tostring(s or ""))
   s = s:gsub("[%z\1-\8\11\12\14-\31]", "") -- not allowed in XML 1.0
   if not utf8.len(s) then s = s:gsub("[\128-\255]", "?") end -- raw bytes from a broken response
   return (s:gsub("[&<>\"']", { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;", ["'"] = "&apos;" }))

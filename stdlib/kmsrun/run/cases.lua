@@ -57,7 +57,24 @@ function M.select(cases, selectors, tags)
   end
   local out = {}
   for _, c in ipairs(cases) do if want[c] then out[#out + 1] = c end end
+  -- A run that runs nothing must not pass: an empty runbook, /dev/null or a
+  -- misspelt --tag would otherwise be a green CI job that checked nothing.
+  if #out == 0 then return nil, M.nothing_selected(cases, tags) end
   return out
+end
+
+--- Why a selection is empty, for the error message.
+function M.nothing_selected(cases, tags)
+  if #cases == 0 then return "the runbook declares no case: nothing to run (a run with no case is not a pass)" end
+  local seen, known = {}, {}
+  for _, c in ipairs(cases) do
+    for _, t in ipairs(c.tags or {}) do
+      if not seen[t] then seen[t] = true; known[#known + 1] = t end
+    end
+  end
+  table.sort(known)
+  return string.format("no case has %s %s (tags in the runbook: %s): nothing to run",
+    #tags == 1 and "the tag" or "any of the tags", table.concat(tags, ", "), #known > 0 and table.concat(known, ", ") or "none")
 end
 
 --- Adds to the set want (case -> true) every case a wanted case needs, transitively.

@@ -10,7 +10,13 @@ M.methods = Run
 
 local Timeout = {}
 Timeout.__index = Timeout
-Timeout.__tostring = function(t) return string.format("%s timed out after %g s; waiting for: %s", t.what, t.seconds, t.waiting) end
+Timeout.__tostring = function(t)
+  local s = string.format("%s timed out after %g s; waiting for: %s", t.what, t.seconds, t.waiting)
+  if t.overrun then
+    s = s .. string.format("; it caught the cancellation and ran on, so it was stopped %.1f s after the deadline", t.overrun)
+  end
+  return s
+end
 M.Timeout = Timeout
 
 function M.is_timeout(e) return getmetatable(e) == Timeout end
@@ -32,14 +38,19 @@ local function describe_waits(exclude)
   return #waits > 0 and table.concat(waits, "; ") or "nothing (busy in Lua code)"
 end
 
+-- How long a task may run on after its deadline cancelled it (unwinding: its
+-- handlers and to-be-closed variables) before it is killed, which no pcall stops.
+M.GRACE = 2
+
 --- Runs fn in the calling task with a deadline of `seconds` (capped by the
--- enclosing ones). On expiry what the task waits for is cancelled and a
--- Timeout error naming where it was waiting is raised.
+-- enclosing ones). On expiry what the task waits for is cancelled (busy code
+-- too: the host preempts it) and a Timeout error naming where it was waiting is
+-- raised. A task that catches the cancellation and runs on is killed GRACE
+-- seconds later: the second cancel cannot be swallowed.
 function Run:guard(seconds, what, fn)
   local limit = math.min(seconds or math.huge, self:time_left())
   if limit == math.huge then return fn() end
   local deadline = time.now() + math.max(0, limit)
-  self.deadlines[#self.deadlines + 1] = deadline
   local me = task.current()
   local expired
   self.watchdogs = self.watchdogs or {}
@@ -52,13 +63,20 @@ function Run:guard(seconds, what, fn)
     expired = describe_waits(exclude)
     self.expiring = expired -- lets the step being cancelled report a timeout
     me:cancel()
+    time.sleep(M.GRACE)
+    me:kill(setmetatable({ what = what, seconds = limit, waiting = expired, overrun = time.now() - deadline }, Timeout))
   end)
+  -- Undone however the guard ends, a kill included (it closes pending variables).
+  local depth = #self.deadlines + 1
+  self.deadlines[depth] = deadline
   self.watchdogs[watchdog] = true
+  local _ <close> = setmetatable({}, { __close = function()
+    for i = #self.deadlines, depth, -1 do self.deadlines[i] = nil end
+    self.watchdogs[watchdog] = nil
+    self.expiring = nil
+    if task.current() ~= watchdog then watchdog:cancel() end
+  end })
   local results = table.pack(pcall(fn))
-  table.remove(self.deadlines)
-  self.watchdogs[watchdog] = nil
-  watchdog:cancel()
-  self.expiring = nil
   if expired then
     error(setmetatable({ what = what, seconds = limit, waiting = expired }, Timeout), 0)
   end

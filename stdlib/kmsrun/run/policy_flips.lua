@@ -49,8 +49,10 @@ function Run:start_auth(auth)
     end
   else
     self.evidence:mkdir("logs")
+    -- TEST ONLY: the target may switch off rules of the auth emulator (sim: sim_mutation).
+    local mutations = self.target.auth_mutations and self.target.auth_mutations(self) or nil
     local srv, err = server.start { host = "127.0.0.1", port = 0, policy = initial.config,
-      log_path = self.evidence:path("logs/" .. auth.name .. ".decisions.ndjson") }
+      log_path = self.evidence:path("logs/" .. auth.name .. ".decisions.ndjson"), mutations = mutations }
     if not srv then
       self.infra_error = true
       error("cannot start auth server " .. auth.name .. ": " .. tostring(err), 0)

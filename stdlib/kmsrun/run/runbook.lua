@@ -132,10 +132,8 @@ end
 -- a variable (`for i = 1, tonumber(var.replicas) do kms(...) end`).
 function M.load(path, opts)
   opts = opts or {}
-  local f, ferr = io.open(path, "r")
-  if not f then return nil, "cannot open runbook: " .. tostring(ferr) end
-  local text = f:read("a")
-  f:close()
+  local text, ferr = require("kmsrun.run.source").read(path)
+  if not text then return nil, ferr end
   local d, spec = declare.new()
   local vars_ref = {}
   vars_ref.proxy = setmetatable({}, { __index = function(_, k)

@@ -1,9 +1,9 @@
 -- kms() options that only the emulator can honour (device, tcb_status, advisories,
--- old_format_cert): a real KMS's device and TCB are the hardware's, not a setting. A
+-- old_format_cert, verify_images): a real KMS's device and TCB are the hardware's, not a setting. A
 -- target other than sim refuses them at deploy instead of silently ignoring them.
 local M = {}
 
-M.EMULATOR_ONLY = { "device", "tcb_status", "advisories", "old_format_cert" }
+M.EMULATOR_ONLY = { "device", "tcb_status", "advisories", "old_format_cert", "verify_images" }
 
 --- nil, or the error for a kms handle declared with an emulator-only option.
 function M.refuse(h, target)

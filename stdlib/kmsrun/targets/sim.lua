@@ -57,10 +57,10 @@ end
 --- The kms.toml of one emulated KMS (port 0: the emulator picks one and prints it).
 -- Its quotes are the emulator's own, verified without trust anchors, so the vendor
 -- roots stay configured, as in upstream's kms.toml.
-function T.kms_toml(h, cert_dir)
+function T.kms_toml(h, cert_dir, image_download_url)
   return kms_config.toml {
     cert_dir = cert_dir, port = 0, address = "127.0.0.1",
-    webhook_url = h.auth_url, site_name = h.name,
+    webhook_url = h.auth_url, site_name = h.name, image_download_url = image_download_url,
   }
 end
 
@@ -71,8 +71,20 @@ function T.deploy(run, h)
   h.workdir = work
   local cert_dir = work .. "/certs"
   fs.mkdir(cert_dir)
+  -- The emulator writes its "listening on" line, certificates and state here: a
+  -- nearly full TMPDIR would show only as "did not listen" 15 s later. A probe
+  -- of what an instance needs names the cause at once.
+  local probe = work .. "/space-probe"
+  local pok, perr = fs.write(probe, string.rep("\0", 256 * 1024))
+  fs.remove(probe)
+  if not pok then
+    return nil, string.format("cannot write in the work directory %s (TMPDIR=%s): %s", work, os.getenv("TMPDIR") or "/tmp",
+      tostring(perr))
+  end
   local config = work .. "/kms.toml"
-  local ok, werr = fs.write(config, T.kms_toml(h, cert_dir))
+  local images, ierr = attested.image_server(run, h)
+  if ierr then return nil, ierr end
+  local ok, werr = fs.write(config, T.kms_toml(h, cert_dir, images))
   if not ok then return nil, werr end
   h.sim_salt = crypto.hex(crypto.random(16))
   local argv = { proc.exe(), "serve", "kms-sim", "-c", config,

@@ -26,6 +26,26 @@ function M.knob_args(spec)
   return argv
 end
 
+--- With kms(..., {verify_images = {names}}): an image server on loopback that has exactly
+-- those OS images (GET /<os_image_hash hex>.tar.gz answers 200, anything else 404), for the
+-- emulator's image verification. Returns its download_url template, or nil when unused.
+function M.image_server(run, h)
+  local names = h.spec.verify_images
+  if not names then return nil end
+  local have = {}
+  for _, n in ipairs(names) do have[crypto.hex(identity.os_image_hash(n)) .. ".tar.gz"] = n end
+  local srv, err = require("kmsrun.lib.http_server").listen(function(req)
+    local file = req.path:match("^/([%x]+%.tar%.gz)$")
+    if req.method == "GET" and file and have[file] then
+      return 200, "kmsrun sim image " .. have[file] .. " (emulated, no content)\n", { ["Content-Type"] = "application/gzip" }
+    end
+    return 404, "no such image\n", { ["Content-Type"] = "text/plain" }
+  end, { host = "127.0.0.1", port = 0 })
+  if not srv then return nil, "cannot start the image server of " .. h.name .. ": " .. tostring(err) end
+  run:defer("stop the image server of " .. h.name, function() srv:close() end)
+  return srv:url("/{OS_IMAGE_HASH}.tar.gz")
+end
+
 --- sim_mutation split by emulator: { kms = {...}, auth = {...} } | nil, error.
 function M.mutations(spec)
   return registry.split(spec or "")
@@ -59,6 +79,9 @@ end
 
 --- The attester of a kms handle or app (emu/kms/ratls.lua) | nil, error.
 function M.attester(run, of)
+  if of.__kind == "kms" and of.spec.attestation == false then
+    return nil, of.name .. " has no attestation source (attestation = false): nothing can attest it"
+  end
   local inputs, err
   if of.__kind == "kms" then inputs, err = kms_inputs(run, of) else inputs, err = app_inputs(run, of) end
   if not inputs then return nil, err end

@@ -79,10 +79,8 @@ end
 -- Returns the analysis {issues, spec, target, vars, recordings, refs, world, ...}
 -- or nil, message for a command-line mistake (unknown target, --var or --case).
 function M.run(path, opts)
-  local f, ferr = io.open(path, "r")
-  if not f then return nil, "cannot open runbook: " .. tostring(ferr) end
-  local text = f:read("a")
-  f:close()
+  local text, ferr = require("kmsrun.run.source").read(path)
+  if not text then return nil, ferr end
   local chunkname = "@" .. path
   local short_src = debug.getinfo(load("return", chunkname), "S").short_src
   local ctx = { path = path, text = text, secrets = {}, phase = "load", var_decls = {}, var_values = {},

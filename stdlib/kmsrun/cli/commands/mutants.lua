@@ -60,14 +60,27 @@ local function parse(args)
 end
 
 -- One child run: returns {status =, exit_code =, cases = {id -> status}, out =, seconds =}.
-local function run_one(opts, out, mutation)
+-- alone: a case id to run by itself (with the cases it needs) instead of the selection.
+local function run_one(opts, out, mutation, alone)
   local argv = { proc.exe(), "--keep-going", "-q", "--out", out }
   for name, value in pairs(opts.vars) do argv[#argv + 1] = "--var"; argv[#argv + 1] = name .. "=" .. value end
   if mutation then argv[#argv + 1] = "--var"; argv[#argv + 1] = "sim_mutation=" .. mutation end
-  for _, c in ipairs(opts.cases) do argv[#argv + 1] = "--case"; argv[#argv + 1] = c end
+  local cases = alone and { tostring(alone) } or opts.cases
+  for _, c in ipairs(cases) do argv[#argv + 1] = "--case"; argv[#argv + 1] = c end
   for _, t in ipairs(opts.tags) do argv[#argv + 1] = "--tag"; argv[#argv + 1] = t end
   if opts.timeout then argv[#argv + 1] = "--timeout"; argv[#argv + 1] = tostring(opts.timeout) end
   argv[#argv + 1] = opts.runbook
+  -- The cases' needs, from the declarations (loading a runbook has no side effects).
+  local spec, lerr = require("kmsrun.run.runbook").load(opts.runbook,
+    { vars = opts.vars, target_vars = require("kmsrun.targets.registry").load("sim").vars })
+  if not spec then io.stderr:write(tostring(lerr), "\n") return exit_codes.USAGE end
+  local ids, needs = {}, {}
+  for _, c in ipairs(spec.cases) do ids[c.name] = c.id end
+  for _, c in ipairs(spec.cases) do
+    needs[c.id] = {}
+    for _, n in ipairs(c.needs) do needs[c.id][#needs[c.id] + 1] = ids[n] end
+  end
+
   local started = time.now()
   local p, err = proc.spawn(argv, { stdout = out .. ".log", stderr = out .. ".log" })
   if not p then return { error = "cannot start kmsrun: " .. tostring(err) } end
@@ -126,6 +139,17 @@ return function(args)
     if not dir then io.stderr:write("kmsrun mutants: ", tostring(err), "\n") return exit_codes.USAGE end
   end
 
+  -- The cases' needs, from the declarations (loading a runbook has no side effects).
+  local spec, lerr = require("kmsrun.run.runbook").load(opts.runbook,
+    { vars = opts.vars, target_vars = require("kmsrun.targets.registry").load("sim").vars })
+  if not spec then io.stderr:write(tostring(lerr), "\n") return exit_codes.USAGE end
+  local ids, needs = {}, {}
+  for _, c in ipairs(spec.cases) do ids[c.name] = c.id end
+  for _, c in ipairs(spec.cases) do
+    needs[c.id] = {}
+    for _, n in ipairs(c.needs) do needs[c.id][#needs[c.id] + 1] = ids[n] end
+  end
+
   local started = time.now()
   local results = {}
   local jobs = { function() results.baseline = run_one(opts, dir .. "/baseline", nil) end }
@@ -134,9 +158,23 @@ return function(args)
   end
   pool(opts.jobs, jobs)
 
-  local m = matrix.build(results, switches)
+  local m = matrix.build(results, switches, needs)
+  -- A case that failed after an earlier one did may have failed from the state it left:
+  -- run it alone under the same switch to tell a catch from a consequence.
+  local settle = {}
+  for _, row in ipairs(m.rows) do
+    for _, id in ipairs(row.unsettled) do
+      local name = row.switch.name
+      settle[#settle + 1] = function()
+        matrix.settle(m, row, id, run_one(opts, string.format("%s/%s-case%d", dir, name, id), name, id))
+      end
+    end
+  end
+  pool(opts.jobs, settle)
+  matrix.finish(m)
+  jobs = #jobs + #settle
   io.stdout:write(matrix.render(m))
-  print(string.format("%d runs in %.1f s (%d at a time); outputs: %s", #jobs, time.now() - started, opts.jobs, dir))
+  print(string.format("%d runs in %.1f s (%d at a time); outputs: %s", jobs, time.now() - started, opts.jobs, dir))
   fs.write(dir .. "/mutants.json", json.encode(matrix.to_json(m), { pretty = true }) .. "\n")
   return m.ok and exit_codes.OK or exit_codes.FAILED
 end

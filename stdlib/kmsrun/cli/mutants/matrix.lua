@@ -35,32 +35,84 @@ function M.switches(only)
   return out
 end
 
+-- Every case a case needs, transitively (needs: id -> list of ids).
+local function all_needs(needs, id, out)
+  out = out or {}
+  for _, n in ipairs(needs[id] or {}) do
+    if not out[n] then out[n] = true; all_needs(needs, n, out) end
+  end
+  return out
+end
+
+--- Classifies one run's case under a switch: "X" it fails on its own, "x" it fails
+-- because a case it needs failed (a consequence, not a catch), "?" it failed after
+-- an earlier case failed, so state may be why (settle it alone: M.settle), "."
+-- passes, "s" skipped or not run.
+local function classify(r, base, needs, id, earlier_failed)
+  local st = r.cases[id]
+  if st == nil or st == "skipped" then return "s" end
+  if st == "passed" or base.cases[id] ~= "passed" then return "." end
+  for n in pairs(all_needs(needs, id)) do
+    if r.cases[n] ~= "passed" then return "x" end
+  end
+  if earlier_failed then return "?" end
+  return "X"
+end
+
 --- Builds the matrix. results: name -> run (see commands/mutants.lua), with
--- results.baseline the unmutated run. Returns {ok, cases, rows, uncaught, unfailed, baseline}.
-function M.build(results, switches)
+-- results.baseline the unmutated run; needs: case id -> ids it needs.
+-- Returns {ok, cases, rows, uncaught, unfailed, baseline}; each row's `unsettled`
+-- lists the case ids to run alone (M.settle) before the verdicts are final.
+function M.build(results, switches, needs)
   local base = results.baseline or { error = "not run" }
-  local m = { baseline = base, cases = base.case_list or {}, rows = {}, uncaught = {}, unfailed = {} }
+  local m = { baseline = base, cases = base.case_list or {}, rows = {}, needs = needs or {} }
   m.baseline_ok = base.status == "passed" and not base.error
-  local failed_somewhere = {}
   for _, s in ipairs(switches) do
     local r = results[s.name] or { error = "not run" }
-    local row = { switch = s, run = r, caught_by = {}, marks = {} }
+    local row = { switch = s, run = r, marks = {}, unsettled = {} }
     if r.error then
       row.note = "run error: " .. r.error
     else
-      if r.setup_status and r.setup_status ~= "passed" then row.caught_by[#row.caught_by + 1] = "setup" end
+      row.setup_failed = r.setup_status ~= nil and r.setup_status ~= "passed"
+      local earlier_failed = false
       for _, c in ipairs(m.cases) do
-        local st = r.cases[c.id]
-        local caught = base.cases[c.id] == "passed" and st ~= nil and st ~= "passed"
-        row.marks[c.id] = st == nil and "?" or (caught and "X" or (st == "passed" and "." or "s"))
-        if caught then
-          row.caught_by[#row.caught_by + 1] = c.id
-          failed_somewhere[c.id] = true
-        end
+        local mark = classify(r, base, m.needs, c.id, earlier_failed)
+        row.marks[c.id] = mark
+        if mark == "?" then row.unsettled[#row.unsettled + 1] = c.id end
+        if r.cases[c.id] ~= nil and r.cases[c.id] ~= "passed" and r.cases[c.id] ~= "skipped" then earlier_failed = true end
       end
     end
-    if #row.caught_by == 0 then m.uncaught[#m.uncaught + 1] = s.name end
     m.rows[#m.rows + 1] = row
+  end
+  return M.finish(m)
+end
+
+--- Settles a "?" cell with the run of that case alone (`--case ID`, with its needs).
+function M.settle(m, row, id, alone)
+  local mark = "x"
+  if alone and not alone.error then
+    local st = alone.cases[id]
+    local needs_ok = true
+    for n in pairs(all_needs(m.needs, id)) do if alone.cases[n] ~= "passed" then needs_ok = false end end
+    if st ~= nil and st ~= "passed" and st ~= "skipped" and needs_ok then mark = "X" end
+  end
+  row.marks[id] = mark
+end
+
+--- Computes the verdicts from the marks.
+function M.finish(m)
+  m.uncaught, m.unfailed = {}, {}
+  local failed_somewhere = {}
+  for _, row in ipairs(m.rows) do
+    row.caught_by = {}
+    if row.setup_failed then row.caught_by[1] = "setup" end
+    for _, c in ipairs(m.cases) do
+      if row.marks[c.id] == "X" then
+        row.caught_by[#row.caught_by + 1] = c.id
+        failed_somewhere[c.id] = true
+      end
+    end
+    if #row.caught_by == 0 then m.uncaught[#m.uncaught + 1] = row.switch.name end
   end
   for _, c in ipairs(m.cases) do
     if not failed_somewhere[c.id] then m.unfailed[#m.unfailed + 1] = c end
@@ -81,7 +133,8 @@ function M.render(m)
   for _, row in ipairs(m.rows) do width = math.max(width, #row.switch.name) end
   local header = { string.rep(" ", width) .. "  case" }
   for _, c in ipairs(m.cases) do header[#header + 1] = string.format("%3d", c.id) end
-  w("mutation matrix (X: the case fails under the switch, .: passes, s: skipped or not run)")
+  w("mutation matrix (X: the case fails under the switch; x: it fails only because a case it needs, or an earlier")
+  w("case, failed: not a catch; .: passes; s: skipped or not run)")
   w("%s", table.concat(header))
   for _, row in ipairs(m.rows) do
     local cells = { string.format("%-" .. width .. "s      ", row.switch.name) }

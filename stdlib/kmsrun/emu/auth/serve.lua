@@ -71,6 +71,10 @@ return function(args)
   local env_path = os.getenv("AUTH_CONFIG_PATH")
   local config_path = o.config or ((env_path and env_path ~= "") and env_path or "./auth-config.json")
 
+  if o.mutation then
+    local ok, merr = require("kmsrun.emu.mutations").set(o.mutation, "auth")
+    if not ok then return fail(merr) end
+  end
   local srv, serr = auth.start({
     config_path = config_path, port = port, host = o.host or "127.0.0.1", log_path = o.log,
     on_decision = function(e) io.stderr:write(describe(e)) end, mutations = o.mutation,

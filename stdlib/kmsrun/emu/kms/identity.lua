@@ -57,6 +57,11 @@ function M.measure(regs, events, boottime)
   }
 end
 
+--- The os_image_hash (raw) an instance started with image name `image` reports.
+function M.os_image_hash(image)
+  return crypto.sha256("kmsrun-sim:os-image:" .. image)
+end
+
 --- The raw PPID (16 bytes) of a device label; the default label is every instance's.
 function M.device_ppid(label)
   return crypto.sha256("kmsrun-sim:device:" .. (label or M.DEFAULT_DEVICE)):sub(1, 16)
@@ -71,7 +76,7 @@ function M.derive(inputs)
   local device = inputs.device or M.device_ppid()
   local id = {
     image = image,
-    os_image_hash = crypto.sha256("kmsrun-sim:os-image:" .. image),
+    os_image_hash = M.os_image_hash(image),
     regs = {
       mrtd = crypto.sha384("kmsrun-sim:mrtd:" .. image),
       rtmr0 = crypto.sha384("kmsrun-sim:rtmr0:" .. image),

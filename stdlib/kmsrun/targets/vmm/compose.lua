@@ -50,6 +50,8 @@ function M.docker_compose(spec)
     "services:",
     "  kms:",
     "    image: " .. image,
+    -- A fixed name: the guest agent serves its log as /logs/kms (guest_agent.lua).
+    "    container_name: kms",
     "    restart: unless-stopped",
     -- The shape upstream's compose-simple.yaml uses (10.5).
     string.format("    command: sh -c 'mkdir -p %s %s/images && exec dstack-kms -c %s'",
@@ -71,8 +73,10 @@ function M.docker_compose(spec)
 end
 
 --- The app compose JSON (the exact string whose SHA-256 is the compose hash).
--- spec: name, docker_compose.
+-- spec: name, docker_compose, key_provider ("local" (default) or "none").
 function M.app_compose(spec)
+  local kp = spec.key_provider or "local"
+  assert(kp == "local" or kp == "none", "compose.app_compose: key_provider must be local or none")
   return json.encode(json.ordered {
     "manifest_version", 2,
     "name", spec.name or "kms",
@@ -80,8 +84,10 @@ function M.app_compose(spec)
     "docker_compose_file", assert(spec.docker_compose, "compose.app_compose: docker_compose is required"),
     "kms_enabled", false,
     "gateway_enabled", false,
-    "local_key_provider_enabled", true,
-    "key_provider", "local",
+    -- "local" needs the VMM's [key_provider] (vmm.toml); "none" gives the CVM
+    -- temporary keys (dstack/dstack-util/src/system_setup.rs:2276-2280 on main).
+    "local_key_provider_enabled", kp == "local",
+    "key_provider", kp,
     "key_provider_id", "",
     "public_logs", true,
     "public_sysinfo", true,
@@ -102,16 +108,16 @@ function M.app_id(compose_file)
   return M.hash(compose_file):sub(1, 40)
 end
 
---- Everything for one KMS: spec = {name, kms_image, webhook_url, guest_agent}.
+--- Everything for one KMS: spec = {name, kms_image, webhook_url, guest_agent, key_provider}.
 -- Returns {kms_toml, docker_compose, compose_file, compose_hash, app_id}.
 function M.build(spec)
   local toml = M.kms_toml { webhook_url = spec.webhook_url, site_name = spec.name }
   local dc = M.docker_compose { kms_image = spec.kms_image, kms_toml = toml, guest_agent = spec.guest_agent }
-  local cf = M.app_compose { name = spec.name, docker_compose = dc }
+  local cf = M.app_compose { name = spec.name, docker_compose = dc, key_provider = spec.key_provider }
   return { kms_toml = toml, docker_compose = dc, compose_file = cf, compose_hash = M.hash(cf), app_id = M.app_id(cf) }
 end
 
---- Reads back what docker_compose wrote: {image =, kms_toml =, guest_agent =, ports = {"8000:8000"}}.
+--- Reads back what docker_compose wrote: {image =, container_name =, kms_toml =, guest_agent =, ports = {"8000:8000"}}.
 -- Returns nil, err when the expected pieces are missing.
 function M.read_docker_compose(yaml)
   if type(yaml) ~= "string" then return nil, "docker_compose_file is not a string" end
@@ -126,6 +132,8 @@ function M.read_docker_compose(yaml)
     if top then section = top end
     local image = line:match("^%s+image:%s*(%S+)%s*$")
     if image and section == "services" then r.image = image end
+    local cname = line:match("^%s+container_name:%s*(%S+)%s*$")
+    if cname and section == "services" then r.container_name = cname end
     if line:match("^%s+%-%s*" .. M.GUEST_AGENT_SOCKET:gsub("%p", "%%%0") .. ":") then r.guest_agent = true end
     local port = line:match("^%s+%-%s*'(%d+:%d+)'%s*$") or line:match("^%s+%-%s*\"(%d+:%d+)\"%s*$")
     if port then r.ports[#r.ports + 1] = port end

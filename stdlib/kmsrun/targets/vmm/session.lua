@@ -21,9 +21,19 @@ local function truthy(v)
 end
 M.truthy = truthy
 
--- Newest version first ("0.5.10" > "0.5.9"); release images before dev ones.
+-- Plain release images first, then nvidia ones, then dev ones (upstream ships
+-- dstack-X.Y.Z, dstack-nvidia-X.Y.Z, dstack-dev-X.Y.Z, dstack-nvidia-dev-X.Y.Z);
+-- within a kind the newest version ("0.5.10" > "0.5.9").
+local function kind(img)
+  local name = tostring(img.name)
+  local dev = img.is_dev or name:find("%-dev%-") ~= nil
+  local nvidia = name:find("nvidia", 1, true) ~= nil
+  return (dev and 2 or 0) + (nvidia and 1 or 0)
+end
+
 local function newer(a, b)
-  if (a.is_dev or false) ~= (b.is_dev or false) then return not a.is_dev end
+  local ka, kb = kind(a), kind(b)
+  if ka ~= kb then return ka < kb end
   local va, vb = {}, {}
   for n in tostring(a.version or ""):gmatch("%d+") do va[#va + 1] = tonumber(n) end
   for n in tostring(b.version or ""):gmatch("%d+") do vb[#vb + 1] = tonumber(n) end
@@ -76,8 +86,16 @@ local function build(run)
   local image, ierr = choose_image(c, v.vmm_image ~= "" and v.vmm_image or nil)
   if not image then return nil, ierr end
   local where = client.parse_url(url)
+  -- Status tells whether port forwards are enabled at all ([cvm.port_mapping]
+  -- enabled, false in upstream's vmm.toml); without them no KMS is reachable.
+  local st = c:call("Status", { brief = true, page = 1, page_size = 1 })
+  if type(st) == "table" and st.port_mapping_enabled == false then
+    return nil, "the VMM has port mapping disabled: set `[cvm.port_mapping] enabled = true` in its vmm.toml "
+      .. "(with a range that holds vmm_port_range); kmsrun reaches every KMS through a port forward"
+  end
   local s = {
-    client = c, image = image,
+    client = c, image = image, remote = not (where.unix_socket or host_of(where) == "localhost"
+      or host_of(where) == "::1" or host_of(where):match("^127%.")),
     host = (v.vmm_host ~= nil and v.vmm_host ~= "") and v.vmm_host or host_of(where),
   }
   return s

@@ -50,6 +50,12 @@ function M.follow_boot(c, id, opts)
           tostring(info.boot_progress), tostring(info.exited_at)), info
       end
       if info.boot_progress == "done" or info.boot_progress == "running" then return info end
+      -- Images without progress reporting show "N/A" for good (dstack/vmm/src/app.rs:424
+      -- on main): nothing to wait for here; wait_ready probes the KMS instead.
+      if info.boot_progress == "N/A" and info.status == "running" then
+        info.no_progress = true
+        return info
+      end
     elseif opts.on_error then
       opts.on_error(err)
     end
@@ -62,23 +68,49 @@ function M.follow_boot(c, id, opts)
   end
 end
 
---- Removes a VM and waits (up to opts.timeout) until the VMM forgets it.
--- An id the VMM does not know counts as removed. Returns true or nil, err.
+local function not_found(err)
+  return tostring(err):find("VM not found", 1, true) ~= nil
+end
+
+-- Polls GetInfo until pred(info) (info == false: the VMM forgot the VM) or the deadline.
+local function wait_until(c, id, deadline, pred)
+  local info
+  repeat
+    info = M.info(c, id)
+    if info ~= nil and pred(info) then return true, info end
+    time.sleep(0.1)
+  until time.now() >= deadline
+  return false, info
+end
+
+--- Stops, then removes a VM and waits (up to opts.timeout, default 60 s) until
+-- the VMM forgets it. StopVm first because VMMs up to v0.5.6 refuse to remove a
+-- running VM ("VM is running, stop it first", vmm/src/app.rs:282 at v0.5.6);
+-- later ones stop it themselves, so the StopVm costs nothing there. Removal
+-- then runs in the background (status "removing", dstack/vmm/src/app/vm_info.rs:236
+-- on main) and a second RemoveVm of a VM being removed is a no-op
+-- (dstack/vmm/src/app.rs:651). An id the VMM does not know counts as removed.
+-- Returns true[, note] or nil, err.
 function M.remove(c, id, opts)
   opts = opts or {}
-  local ok, err = c:call("RemoveVm", { id = id })
-  if not ok then
-    if tostring(err):find("VM not found", 1, true) then return true end
-    return nil, err
+  local deadline = time.now() + (opts.timeout or 60)
+  local ok, err = c:call("StopVm", { id = id })
+  if not ok and not_found(err) then return true, "the VMM did not know the VM (already removed)" end
+  if ok then
+    -- StopVm returns once the supervisor was told; wait until the VM is no longer running.
+    wait_until(c, id, deadline, function(i) return i == false or i.status ~= "running" end)
   end
-  local deadline = time.now() + (opts.timeout or 10)
-  while time.now() < deadline do
-    local info = M.info(c, id)
-    if info == false then return true end
-    time.sleep(0.05)
+  while true do
+    ok, err = c:call("RemoveVm", { id = id })
+    if ok or not_found(err) then break end
+    if not tostring(err):find("stop it first", 1, true) or time.now() >= deadline then return nil, err end
+    c:call("StopVm", { id = id })
+    time.sleep(0.2)
   end
-  -- Removal continues in the background on a real VMM (status "removing").
-  return true, "still listed as removing"
+  local gone, info = wait_until(c, id, deadline, function(i) return i == false end)
+  if gone then return true end
+  return nil, string.format("the VMM still lists the VM after %g s (status %s)", opts.timeout or 60,
+    type(info) == "table" and tostring(info.status) or "unknown")
 end
 
 return M

@@ -1,0 +1,43 @@
+-- Error texts (issue 12, point 6), the repro as the test: a 5 MB error is cut to its
+-- head and tail with the size cut said, in report.json, junit.xml, the events and
+-- on the terminal; an error value that is not a string keeps its value; control
+-- characters in a message reach the terminal escaped.
+local T = require "kmsrun.lib.testing"
+local fs = require "kmsrun.fs"
+local json = require "kmsrun.lib.json"
+local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
+local kit = dofile(here .. "/kit.lua")
+
+local RUNBOOK = [[
+runbook { description = "errors" }
+case("table error", function() error({ code = 42, why = "nope" }) end)
+case("nil error", function() error(nil) end)
+case("huge error", function() error("HEAD" .. string.rep("A", 5000000) .. "TAIL", 0) end)
+case("control characters", function() error("red \27[31mALERT\27[0m\rover", 0) end)
+]]
+
+T.test("a 5 MB error is capped everywhere; a table error keeps its value; controls are escaped", function()
+  local dir = kit.tmpdir()
+  assert(fs.write(dir .. "/errors.lua", RUNBOOK))
+  local r = kit.kmsrun(dir, { dir .. "/errors.lua", "--keep-going", "--out", dir .. "/out", "--events", dir .. "/ev.ndjson" })
+  T.eq(r.code, 2, r.stderr)
+  local sizes = {
+    ["report.json"] = fs.stat(dir .. "/out/report.json").size, ["junit.xml"] = fs.stat(dir .. "/out/junit.xml").size,
+    events = fs.stat(dir .. "/ev.ndjson").size, stdout = #r.stdout, stderr = #r.stderr,
+  }
+  for name, size in pairs(sizes) do T.ok(size < 200 * 1024, name .. " is " .. size .. " bytes") end
+  local report = json.decode(fs.read(dir .. "/out/report.json"))
+  local huge = report.cases[3].error
+  T.match(huge, "HEADAAAA")
+  T.contains(huge, "AAAATAIL")
+  T.match(huge, "%[%d+ bytes cut of 500%d%d%d%d%]")
+  T.match(fs.read(dir .. "/out/junit.xml"), "bytes cut of 500%d%d%d%d%]")
+  T.match(fs.read(dir .. "/ev.ndjson"), "bytes cut of 500%d%d%d%d%]")
+  T.match(r.stdout, "HEADA+\n *… %[%d+ bytes cut of 500%d%d%d%d%] …\n *A+TAIL")
+  T.contains(report.cases[1].error, "error object (table): {code = 42, why = \"nope\"}")
+  T.contains(report.cases[2].error, "error object (nil): nil")
+  T.contains(r.stdout, "error object (table): {code = 42")
+  T.ok(not r.stdout:find("[\27\r]"), "no raw ESC or CR on the terminal")
+  T.contains(r.stdout, "red \\u001b[31mALERT\\u001b[0m\\rover")
+  fs.remove(dir)
+end)
