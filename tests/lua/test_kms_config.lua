@@ -112,6 +112,10 @@ local CASES = {
   sim = function()
     return require("kmsrun.targets.sim").kms_toml({ name = "kms-src", auth_url = "http://127.0.0.1:1" }, "/w/certs")
   end,
+  ["sim with OS image verification"] = function()
+    return require("kmsrun.targets.sim").kms_toml({ name = "kms-src", auth_url = "http://127.0.0.1:1" }, "/w/certs",
+      "http://127.0.0.1:2/{OS_IMAGE_HASH}.tar.gz")
+  end,
   ["local"] = function()
     return require("kmsrun.targets.local.target").kms_toml({ name = "kms-src", auth_url = "http://127.0.0.1:1" }, "/w/kms-src", 9301,
       { pccs = "http://127.0.0.1:9302", roots = "/w/collateral/roots" })

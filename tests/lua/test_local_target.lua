@@ -197,4 +197,12 @@ T.test("simulator_dirs: per-KMS fixture directories, checked", function()
   T.contains(r.output, "simulator_dirs: 'kms-one' is not KMS=DIR")
 end)
 
+T.test("a work directory too deep for a Unix socket path is reported before starting the simulator", function()
+  local deep = H.tmpdir("deep") .. "/" .. string.rep("d", 90)
+  assert(fs.mkdir(deep))
+  local r = H.kmsrun(local_args(), { env = { KMSRUN = H.EXE, TMPDIR = deep } })
+  T.eq(r.code, 3, r.output)
+  T.contains(r.output, "more than a Unix socket allows (107); set TMPDIR to a shorter directory")
+end)
+
 T.test("cleanup", function() H.cleanup() end)

@@ -92,6 +92,12 @@ function M.start(run, h)
   if rerr then return nil, rerr end
   if note then run:note(note) end
 
+  local sock = dir .. "/" .. fixtures.socket_name(toml_text)
+  -- sun_path holds 108 bytes: a longer path would only show as a bind error in its log.
+  if #sock > 107 then
+    return nil, string.format("the simulator socket path %s is %d bytes, more than a Unix socket allows (107); "
+      .. "set TMPDIR to a shorter directory or use a shorter KMS name", sock, #sock)
+  end
   local bin = procs.resolve(run.vars.simulator_binary)
   local log = run.evidence:path("logs/simulator-" .. h.name .. ".log")
   local p, perr = procs.spawn({ bin, "-c", dir .. "/dstack.toml" }, { cwd = dir, stdout = log, stderr = log },
@@ -99,7 +105,6 @@ function M.start(run, h)
   if not p then return nil, perr end
   run:defer("stop the simulator of " .. h.name .. " (" .. tostring(p) .. ")", function() p:kill(2) end,
     { kind = "process", pid = p.pid })
-  local sock = dir .. "/" .. fixtures.socket_name(toml_text)
   local limit = tonumber(run.vars.simulator_timeout) or 15
   local ok, why = procs.await(p, function() return fs.exists(sock) end, limit)
   if why == "EXITED" then
