@@ -47,6 +47,7 @@ if grep -q "signed_quotes=true" "$WORK/ok/logs/simulator-kms-src.log" && grep -q
 else
   not_ok "seed and collateral probe" "$(cat "$WORK/ok/logs/simulator-kms-src.log" "$WORK/ok/logs/collateral.log")"
 fi
+if grep -q '"POST /Info' "$WORK/ok/logs/simulator-kms-src.log"; then ok "the KMS stand-in asked its simulator's Info over the socket"; else not_ok "Info over the socket" "$(cat "$WORK/ok/logs/simulator-kms-src.log")"; fi
 src_mr=$(grep -o '"mr_aggregated": *"[0-9a-f]*"' "$WORK/ok/attestation/kms-src.json")
 dst_mr=$(grep -o '"mr_aggregated": *"[0-9a-f]*"' "$WORK/ok/attestation/kms-dst.json")
 if [ -n "$src_mr" ] && [ "$src_mr" != "$dst_mr" ]; then ok "kms-src and kms-dst have their own identities"; else not_ok "distinct identities" "$src_mr / $dst_mr"; fi

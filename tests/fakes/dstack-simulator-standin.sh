@@ -6,10 +6,9 @@
 # sys-config.json parsed and the attestation file read at startup ("Failed to read
 # simulator attestation file: PATH"), and the
 # guest-agent socket created where [internal].address says (unix:./dstack.sock,
-# relative to the working directory), until killed. It answers nothing on the socket:
-# the KMS stand-in (dstack-kms-emulator.sh) reads the same files instead.
+# relative to the working directory), answering Info and Attest there until killed.
 exec python3 - "$@" <<'PY'
-import json, os, signal, socket, sys, tomllib
+import hashlib, http.server, json, os, signal, socketserver, sys, tomllib
 
 args = sys.argv[1:]
 config = None
@@ -60,13 +59,56 @@ path = addr[len("unix:"):] if addr.startswith("unix:") else "dstack.sock"
 signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
 if os.path.exists(path):
     os.unlink(path)
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.bind(path)
-s.listen(16)
+
+# The guest agent's internal prpc service, as the SDK calls it (POST http://localhost/<Method>
+# with JSON over the socket: sdk/python/src/dstack_sdk/dstack_client.py; the service is
+# mounted at "/", guest-agent/src/server.rs:31), in two methods:
+#   Info   -> vm_config (sys-config.json's, as rpc_service.rs:161-165,246-250), app_name,
+#             compose_hash, os_image_hash of that vm_config
+#   Attest -> {"attestation": hex} over the report data: NOT a quote, a marked text naming
+#             the fixture's SHA-256, the report data, and whether it is signed (seeded)
+fixture = open(att, "rb").read()
+sys_config = json.load(open(core.get("sys_config_file", "sys-config.json")))
+compose = open(core.get("compose_file", "app-compose.json"), "rb").read() if os.path.exists(core.get("compose_file", "app-compose.json")) else b""
+
+def info():
+    vm = sys_config.get("vm_config") or ""
+    try: osh = json.loads(vm).get("os_image_hash", "") if vm else ""
+    except ValueError: osh = ""
+    try: name = json.loads(compose).get("name", "")
+    except ValueError: name = ""
+    return {"vm_config": vm, "app_name": name, "compose_hash": hashlib.sha256(compose).hexdigest(), "os_image_hash": osh}
+
+def attest(body):
+    rd = bytes.fromhex(json.loads(body or b"{}").get("report_data", ""))
+    doc = {"stand_in": "kmsrun stand-in simulator attestation, not a quote", "fixture_sha256": hashlib.sha256(fixture).hexdigest(),
+           "report_data": rd.hex(), "signed": seed is not None}
+    return {"attestation": json.dumps(doc, sort_keys=True).encode().hex()}
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def address_string(self): return "unix"
+    def log_message(self, fmt, *a): sys.stderr.write("guest-agent stand-in: " + (fmt % a) + "\n")
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        try:
+            if self.path.split("?")[0] == "/Info": out, status = info(), 200
+            elif self.path.split("?")[0] == "/Attest": out, status = attest(body), 200
+            else: out, status = {"error": "stand-in: method not implemented: " + self.path}, 404
+        except Exception as e:
+            out, status = {"error": str(e)}, 400
+        data = json.dumps(out).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+srv = Server(path, Handler)
 try:
-    while True:
-        conn, _ = s.accept()
-        conn.close()
+    srv.serve_forever()
 finally:
     os.unlink(path)
 PY

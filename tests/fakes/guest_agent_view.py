@@ -3,11 +3,11 @@
 # directory holds the socket), printed as kms-sim emulator switches, one per line:
 #   --identity-from <attestation file>   the attested identity is the fixture's
 #   --vm-config <json>                   the vm_config embedded in the attestation
-#   --reported-vm-config <json>          the one Info reports (sys-config.json)
+#   --reported-vm-config <json>          the one the simulator's Info reports (its sys-config.json)
 #   --unverifiable-quote <why>           when the KMS could not verify the quote:
 #     no mock_attestation_seed (patched, unsigned fixture quote), or kms.toml not
 #     trusting the root of that seed ([core.attestation] root_ca.tdx, urls.pccs).
-import hashlib, json, os, sys, tomllib
+import hashlib, http.client, json, os, socket, sys, tomllib
 
 kms_toml = sys.argv[1]
 addr = os.environ.get("DSTACK_AGENT_ADDRESS", "")
@@ -29,11 +29,25 @@ at = att.find(b'"vm_config":"')
 if at >= 0:
     attested, _ = json.JSONDecoder().raw_decode(att[at + len(b'"vm_config":'):].decode("utf-8", "replace"))
     out += ["--vm-config", attested]
+# What the guest agent's Info reports, asked over its socket as the KMS does
+# (onboard_service.rs:190-194); a simulator that does not answer fails the KMS here.
+class UnixHTTP(http.client.HTTPConnection):
+    def __init__(self, path):
+        super().__init__("localhost", timeout=10)
+        self.path = path
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(10)
+        self.sock.connect(self.path)
 try:
-    reported = json.load(open(os.path.join(d, core.get("sys_config_file", "sys-config.json")))).get("vm_config")
-    if isinstance(reported, str): out += ["--reported-vm-config", reported]
-except (OSError, ValueError):
-    pass
+    c = UnixHTTP(addr[5:])
+    c.request("POST", "/Info", body=b"{}", headers={"Content-Type": "application/json"})
+    reported = json.loads(c.getresponse().read()).get("vm_config")
+except (OSError, ValueError, http.client.HTTPException) as e:
+    print("dstack-kms stand-in: the guest agent's Info failed: %s" % e, file=sys.stderr)
+    sys.exit(1)
+if isinstance(reported, str) and reported:
+    out += ["--reported-vm-config", reported]
 a = load(kms_toml).get("core", {}).get("attestation", {})
 seed = sim.get("mock_attestation_seed")
 root = a.get("root_ca", {}).get("tdx")
