@@ -98,10 +98,10 @@ local function wait_one(h, opts, console)
     last = res and string.format("HTTP %d %s", res.status, res.error or res.raw:sub(1, 200)) or err
     events.emit("retry", { kms = h.name, probe = method, attempt = attempts, result = last })
     -- A KMS that cannot verify its own quote will not by waiting (its guest agent and
-    -- trust anchors are fixed): after a short grace for a collateral hiccup, say so.
+    -- trust anchors are fixed): after a grace for a collateral hiccup, say so.
     if checks.unverifiable(res) then
       unverified_since = unverified_since or time.now()
-      if time.now() - unverified_since >= checks.VERIFY_GRACE then checks.failed_call(h, res) end
+      if time.now() - unverified_since >= checks.verify_grace(opts.timeout) then checks.failed_call(h, res) end
     else
       unverified_since = nil
     end
@@ -130,7 +130,7 @@ M.wait_ready = api.define {
   signature = "wait_ready(kms, ..., [opts])", returns = "nothing",
   args = { { "kms", "kms", variadic = true },
     { "opts", "table?", options = { timeout = true, interval = true, backoff = true, max_interval = true } } },
-  doc = [[Waits until every given KMS answers on its real endpoint — never a VM status: in onboard mode `Onboard.GetAttestationInfo` (`GET /health` for an instance deployed with `attestation = false`, which cannot attest), after `finish` `KMS.GetMeta` over TLS; only an HTTP 200 counts. Polls with backoff and shows progress. A trailing options table may set `timeout` (seconds, default from the target: 30 on sim, 600 on vmm), `interval` (first delay, default 0.01), `backoff` (factor, default 1.5) and `max_interval` (default 2). On timeout the step fails with the last answer and the tail of the instance's log.]],
+  doc = [[Waits until every given KMS answers on its real endpoint — never a VM status: in onboard mode `Onboard.GetAttestationInfo` (`GET /health` for an instance deployed with `attestation = false`, which cannot attest), after `finish` `KMS.GetMeta` over TLS; only an HTTP 200 counts. Polls with backoff and shows progress. A trailing options table may set `timeout` (seconds, default from the target: 30 on sim, 600 on vmm), `interval` (first delay, default 0.01), `backoff` (factor, default 1.5) and `max_interval` (default 2). On timeout the step fails with the last answer and the tail of the instance's log. A KMS answering `Failed to verify attestation` (it cannot verify its own quote: no trust anchor for its guest agent's signer) fails the step sooner, once that answer has lasted a tenth of the timeout (2 to 30 s).]],
   example = [[wait_ready(src, dst)
 wait_ready(src, { timeout = 900 })]],
   fn = function(...)

@@ -11,9 +11,12 @@ local steps = require "kmsrun.dsl.steps"
 
 local M = {}
 
--- Seconds a "cannot verify its own quote" answer must persist before wait_ready
--- reports it instead of waiting on.
-M.VERIFY_GRACE = 2
+--- Seconds a "cannot verify its own quote" answer must persist before wait_ready reports
+-- it instead of waiting on: a tenth of the wait, 2 to 30 s (the KMS fetches collateral
+-- from its PCCS at each verification; a CVM's network may take a moment).
+function M.verify_grace(timeout)
+  return math.max(2, math.min(30, (timeout or 30) * 0.1))
+end
 
 --- Whether an answer says the KMS could not verify its own quote
 -- (onboard_service.rs:184-188, "Failed to verify attestation").
