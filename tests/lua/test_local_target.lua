@@ -188,13 +188,16 @@ T.test("an /etc/kms/kms.toml on the host is named in a warning (dstack-kms merge
   T.ok(not r.output:find("merges it under", 1, true), r.output)
 end)
 
-T.test("simulator_dirs: per-KMS fixture directories, checked", function()
+T.test("simulator_dirs and simulator_vm_config are checked", function()
   local r = H.kmsrun(local_args { simulator_dirs = "kms-one=/nonexistent/fixtures" }, { env = ENV })
   T.eq(r.code, 3, r.output)
   T.contains(r.output, "simulator_dirs: '/nonexistent/fixtures' (for kms-one) is not a directory")
   r = H.kmsrun(local_args { simulator_dirs = "kms-one" }, { env = ENV })
   T.eq(r.code, 3, r.output)
   T.contains(r.output, "simulator_dirs: 'kms-one' is not KMS=DIR")
+  r = H.kmsrun(local_args { simulator_vm_config = "both" }, { env = ENV })
+  T.eq(r.code, 3, r.output)
+  T.contains(r.output, "simulator_vm_config must be 'attested' or 'keep', not 'both'")
 end)
 
 T.test("a work directory too deep for a Unix socket path is reported before starting the simulator", function()

@@ -55,6 +55,10 @@ end
 
 -- Makes sys-config.json report the attested vm_config; returns a note for the report or nil.
 local function reconcile(run, h, dir)
+  local mode = run.vars.simulator_vm_config or "attested"
+  if mode ~= "attested" and mode ~= "keep" then
+    return nil, "simulator_vm_config must be 'attested' or 'keep', not '" .. mode .. "'"
+  end
   local attested = fixtures.attested_vm_config(fs.read(dir .. "/attestation.bin"))
   local sys_text = fs.read(dir .. "/sys-config.json")
   if not attested or not sys_text then return nil end
@@ -63,7 +67,7 @@ local function reconcile(run, h, dir)
   local a, r = fixtures.os_image_hash(attested), fixtures.os_image_hash(reported)
   h.attested_vm_config = attested
   if a == r then return nil end
-  if run.vars.simulator_vm_config == "keep" then
+  if mode == "keep" then
     return string.format("warning: %s's simulator files carry two OS image hashes: sys-config.json reports %s, "
       .. "attestation.bin attests %s (kept: simulator_vm_config=keep)", h.name, tostring(r), tostring(a))
   end
