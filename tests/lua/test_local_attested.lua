@@ -80,7 +80,7 @@ T.test("emulator knobs are refused by the real-KMS targets", function()
   T.match(knobs.refuse({ name = "k", spec = { device = "rack-2" } }, "local"), "option device is an emulator knob, not available on the local target")
   T.match(knobs.refuse({ name = "k", spec = { old_format_cert = true } }, "vmm"), "not available on the vmm target")
   -- Wired into both targets' deploy.
-  for _, m in ipairs { "kmsrun.targets.local", "kmsrun.targets.vmm.target" } do
+  for _, m in ipairs { "kmsrun.targets.local.target", "kmsrun.targets.vmm.target" } do
     local ok, err = require(m).deploy({}, { name = "k", spec = { tcb_status = "OutOfDate" } })
     T.eq(ok, nil); T.match(err, "tcb_status is an emulator knob")
   end
