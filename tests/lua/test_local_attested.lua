@@ -1,4 +1,4 @@
--- Attested callers on the local target (targets/local_attested.lua) against a fake
+-- Attested callers on the local target (targets/local/attested.lua) against a fake
 -- guest-agent socket (tests/fakes/guest-agent-attest.py): the caller's key is what gets
 -- attested (RA-TLS report data), the attestation lands under PHALA_RATLS_ATTESTATION in a
 -- certificate signed by the given temp CA, the identity comes from Info, and a V2 CSR
@@ -10,7 +10,7 @@ local proc = require "kmsrun.proc"
 local time = require "kmsrun.time"
 local cjson = require "cjson.safe"
 local csr = require "kmsrun.kms.csr"
-local L = require "kmsrun.targets.local_attested"
+local L = require "kmsrun.targets.local.attested"
 
 local SRC = assert(os.getenv("KMSRUN_SOURCE_DIR"), "KMSRUN_SOURCE_DIR is not set")
 local dir = assert(fs.tmpdir("local-attested"))

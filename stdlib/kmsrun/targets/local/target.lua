@@ -16,7 +16,7 @@ local hostport = require "kmsrun.targets.hostport"
 local procs = require "kmsrun.targets.local.procs"
 local collateral = require "kmsrun.targets.local.collateral"
 local simulator = require "kmsrun.targets.local.simulator"
-local local_attested = require "kmsrun.targets.local_attested"
+local local_attested = require "kmsrun.targets.local.attested"
 
 local T = {
   name = "local",
