@@ -169,7 +169,7 @@ not a response in a case         | 2   | expect_ok: argument #1 (res) must be re
 --timeout not a number           | 2   | --timeout expects a number of seconds       | mini      | arg=--timeout=soon noout
 output directory not writable    | 2   | cannot create the output directory          | mini      | out=readonly noout
 output directory under a file    | 2   | cannot create the output directory          | mini      | out=underfile noout
-ledger cannot be written         | 3   | cannot write                                | mini      | out=ledgerdir
+existing --out not empty         | 2   | is not empty                                | mini      | out=ledgerdir noout
 port in use: kmsrun serve auth   | 1   | address already in use                      | serve     | cmd=auth-port-taken noout
 port in use: kmsrun serve kms-sim| 1   | address already in use                      | serve     | cmd=sim-port-taken noout
 hostile KMS: binary garbage      | 1   | body not JSON                               | fake_kms  | server=garbage var=kms_url=@URL

@@ -55,30 +55,40 @@ function Run:prepare()
   local out_dir = self.opts.out or string.format("kmsrun-out/%s-%s",
     self.runbook.path:match("([^/]+)%.lua$") or "runbook", os.date("%Y%m%d-%H%M%S"))
   if not self.opts.out and fs.exists(out_dir) then out_dir = out_dir .. "-" .. crypto.hex(crypto.random(2)) end
+  -- Nothing to run is said before anything is created.
+  local selected, serr = select_cases(self)
+  if not selected then
+    io.stderr:write("kmsrun: ", serr, "\n")
+    return nil, exit_codes.USAGE
+  end
   local ev, err = evidence.open(out_dir)
   if not ev then
     io.stderr:write("kmsrun: cannot create the output directory: ", tostring(err), "\n")
     return nil, exit_codes.USAGE
   end
   self.evidence = ev
-  local selected, serr = select_cases(self)
-  if not selected then
-    io.stderr:write("kmsrun: ", serr, "\n")
-    return nil, exit_codes.USAGE
-  end
   self.selected_cases = selected
   for _, c in ipairs(selected) do c.status, c.steps = nil, {} end
   return out_dir
 end
 
--- First SIGINT/SIGTERM: cancel the running block, then clean up and report.
--- Second: stop now (the host still kills every child).
+-- First SIGINT/SIGTERM/SIGHUP: cancel the running block (busy code too: the host
+-- preempts it), then tear down, clean up and report. Second: the running block is
+-- killed (no pcall in it can stop that), teardown and cleanups are skipped (the
+-- host still kills every child; the ledger keeps the rest for `kmsrun cleanup`),
+-- and the report, junit.xml and archive are still written. Third: stop at once.
 function Run:handle_signals()
   core.on_signal(function(name)
-    if self.interrupted then
-      io.stderr:write("\nkmsrun: second ", name, ": stopping now; processes are killed, no further cleanup\n")
-      self.forced = true
+    if self.forced then
+      io.stderr:write("\nkmsrun: third ", name, ": stopping now; processes are killed, no report\n")
       core.stop()
+      return
+    end
+    if self.interrupted then
+      io.stderr:write("\nkmsrun: second ", name, ": stopping the running code, skipping teardown and cleanups; "
+        .. "writing the report (again to stop at once)\n")
+      self.forced = true
+      if self.current_task then self.current_task:kill("interrupted by a second " .. name) end
       return
     end
     self.interrupted = name
@@ -143,6 +153,8 @@ function Run:finish()
   if not self.forced then self:run_cleanups() end
 
   local counts = self:tally()
+  -- An events consumer that saw only part of the run must not see it pass.
+  if events.lost then self.infra_error = true end
 
   local code
   if self.interrupted then code = exit_codes.INTERRUPTED
@@ -156,6 +168,7 @@ function Run:finish()
   self.status = exit_codes.status(code)
 
   self:write_outputs()
+  code = self:fail_if_unwritten(code)
   local leak = self.evidence:leak_scan()
   if leak then
     io.stderr:write("kmsrun: a secret reached the output directory (", leak, "); failing the run\n")
