@@ -105,7 +105,9 @@ if wait_for "$WORK/ext/auth.out" "listening on"; then
   if wait_for "$WORK/ext/run.log" "policy flipped"; then
     grep -q '"osImages": \[\]' "$WORK/ext/policy.json" && not_ok "the run rewrote the policy file" || ok "the run rewrote the policy file"
     kill -KILL "$kpid"; wait "$kpid" 2>/dev/null
-    run "cleanup after SIGKILL (external policy)" 0 "$KMSRUN" cleanup "$WORK/ext/out"
+    # The policy file is one the runbook names: cleanup loads the runbook in its own
+    # environment (here the same FAULT_POLICY_PATH), never trusting the ledger's path.
+    run "cleanup after SIGKILL (external policy)" 0 env FAULT_POLICY_PATH=policy.json "$KMSRUN" cleanup "$WORK/ext/out"
     [ "$(cat "$WORK/ext/policy.json")" = '{"osImages": []}' ] && ok "the original policy file is restored" \
       || not_ok "the original policy file is restored" "$(head -c 300 "$WORK/ext/policy.json")"
   else
@@ -131,7 +133,7 @@ stubborn_members=$(pgrep -g "$stubborn" | tr '\n' ' ')
 sleep 300 </dev/null >/dev/null 2>&1 &
 young=$!
 started_pids="$started_pids $young"
-mkdir -p "$WORK/scratch/a/b" && echo x >"$WORK/scratch/a/b/f"
+mkdir -p "$WORK/kmsrun-scratch/a/b" && echo x >"$WORK/kmsrun-scratch/a/b/f"
 echo "changed by the run" >"$WORK/policy.json"
 echo "created by the run" >"$WORK/created.txt"
 
@@ -145,29 +147,47 @@ if wait_for "$WORK/vmm.out" "listening on"; then
 fi
 [ -n "$vm_id" ] && ok "a VM created on the fake VMM ($vm_id)" || not_ok "VM created on the fake VMM" "$(cat "$WORK/vmm-create.err" "$WORK/vmm.err" 2>/dev/null | tail -5)"
 
-mkdir -p "$WORK/kinds"
+mkdir -p "$WORK/kinds" && chmod 700 "$WORK/kinds"
+# The runbook the ledger's run line names: its external policy files are the only
+# files cleanup restores.
+cat >"$WORK/kinds-runbook.lua" <<EOF
+runbook { description = "names two external policy files" }
+auth_server("a", { url = "http://127.0.0.1:1", config_path = "$WORK/policy.json" })
+auth_server("b", { url = "http://127.0.0.1:1", config_path = "created.txt" })
+EOF
 $PY - "$WORK/kinds/ledger.ndjson" "$grp" "$stubborn" "$young" "$WORK" "${vmm_url:-http://127.0.0.1:1}" "$vm_id" <<'PYEOF'
-import json, sys, time
+import hashlib, json, os, sys, time
 path, grp, stubborn, young, work, vmm, vm_id = sys.argv[1:]
 now = time.time()
+run_pid = os.getppid()  # stands for the run that spawned them
+def ident(pid, shift=0):
+    with open(f"/proc/{pid}/stat") as f: stat = f.read()
+    start = int(stat.rsplit(")", 1)[1].split()[19])
+    with open(f"/proc/{pid}/cmdline", "rb") as f: cmd = f.read()
+    return {"kind": "process", "pid": int(pid), "starttime": start + shift,
+            "cmdline_sha256": hashlib.sha256(cmd).hexdigest(), "ppid": run_pid}
+with open(work + "/kinds-runbook.lua", "rb") as f: rb_sha = hashlib.sha256(f.read()).hexdigest()
 regs = [
-    ("process group", {"kind": "process", "pid": int(grp)}, now),
-    ("stubborn process", {"kind": "process", "pid": int(stubborn)}, now),
-    # Registered long before this process started: the pid was reused, not ours.
-    ("reused pid", {"kind": "process", "pid": int(young)}, now - 3600),
-    ("scratch dir", {"kind": "dir", "path": work + "/scratch"}, now),
+    ("process group", ident(grp), now),
+    ("stubborn process", ident(stubborn), now),
+    # Recorded with another start time: the pid now names another process.
+    ("reused pid", ident(young, -100), now),
+    ("scratch dir", {"kind": "dir", "path": work + "/kmsrun-scratch"}, now),
     ("policy file", {"kind": "file", "path": work + "/policy.json", "content": "original policy\n"}, now),
     ("created file", {"kind": "file", "path": work + "/created.txt", "absent": True}, now),
     ("vm", {"kind": "vm", "url": vmm, "id": vm_id, "name": "kmsrun-cleanup-test"}, now),
     ("in-process server", None, now),
 ]
 with open(path, "w") as f:
+    f.write(json.dumps({"action": "run", "pid": run_pid, "runbook": work + "/kinds-runbook.lua",
+                        "runbook_sha256": rb_sha, "cwd": work, "out": work + "/kinds"}) + "\n")
     for i, (d, u, t) in enumerate(regs, 1):
         e = {"action": "register", "id": i, "description": d, "time": t}
         if u: e["undo"] = u
         f.write(json.dumps(e) + "\n")
 PYEOF
-run "cleanup of every undo kind" 0 env DSTACK_VMM_TOKEN=fake-token-9f3a "$KMSRUN" cleanup --grace 0.5 "$WORK/kinds"
+run "cleanup of every undo kind" 0 env DSTACK_VMM_TOKEN=fake-token-9f3a TMPDIR="$WORK" "$KMSRUN" cleanup --grace 0.5 \
+  --vmm-url "${vmm_url:-http://127.0.0.1:1}" "$WORK/kinds"
 left=""
 for p in $members; do gone "$p" || left="$left $p"; done
 [ -z "$left" ] && ok "the whole process group is stopped ($members)" || not_ok "process group stopped" "left: $left"
@@ -176,8 +196,8 @@ for p in $stubborn_members; do gone "$p" || left="$left $p"; done
 [ -z "$left" ] && ok "a group ignoring SIGTERM is killed after the grace period" || not_ok "stubborn group killed" "left: $left"
 expect_output "SIGKILL after the grace period is reported" "SIGKILL to its process group"
 if ! gone "$young"; then ok "a reused pid is left alone"; else not_ok "a reused pid is left alone"; fi
-expect_output "the reused pid is explained" "now belongs to a process started after the run registered it"
-[ ! -e "$WORK/scratch" ] && ok "directory removed" || not_ok "directory removed"
+expect_output "the reused pid is explained" "now belongs to a process started at another time"
+[ ! -e "$WORK/kmsrun-scratch" ] && ok "directory removed" || not_ok "directory removed"
 [ "$(cat "$WORK/policy.json")" = "original policy" ] && ok "file content restored" || not_ok "file restored" "$(cat "$WORK/policy.json")"
 [ ! -e "$WORK/created.txt" ] && ok "a file absent before the run is removed" || not_ok "created file removed"
 if [ -n "$vm_id" ]; then
@@ -195,7 +215,7 @@ kill "$young" 2>/dev/null
 
 # 3. Failures: a VM without credentials, an unknown kind, a relative path; exit 5,
 # retried (still failing) by the next cleanup, never marked undone.
-mkdir -p "$WORK/failing"
+mkdir -p "$WORK/failing" && chmod 700 "$WORK/failing"
 vm2=""
 [ -n "${vmm_url:-}" ] && vm2=$(DSTACK_VMM_TOKEN=fake-token-9f3a "$KMSRUN" script "$SRC/tests/faults/vmm_create.lua" "$vmm_url" kmsrun-cleanup-test-2 2>/dev/null)
 cat >"$WORK/failing/ledger.ndjson" <<EOF
@@ -205,7 +225,7 @@ cat >"$WORK/failing/ledger.ndjson" <<EOF
 {"action":"register","id":4,"description":"root dir","undo":{"kind":"dir","path":"/"}}
 EOF
 printf '%s' '{"action":"register","id":5,"description":"torn line","undo":{"kind":"dir","pa' >>"$WORK/failing/ledger.ndjson"
-run "cleanup with failures exits 5" 5 env -u DSTACK_VMM_TOKEN "$KMSRUN" cleanup "$WORK/failing"
+run "cleanup with failures exits 5" 5 env -u DSTACK_VMM_TOKEN "$KMSRUN" cleanup --vmm-url "${vmm_url:-http://127.0.0.1:1}" "$WORK/failing"
 expect_output "missing VMM credentials are explained" "DSTACK_VMM_TOKEN"
 expect_output "unknown kinds are reported" "unknown undo kind 'teleporter'"
 expect_output "a relative path is refused" "not an absolute path"
@@ -213,11 +233,11 @@ expect_output "/ is never removed" "refusing to remove /"
 expect_output "a torn last line is ignored" "incomplete"
 [ "$(grep -c '"action":"undo_failed"' "$WORK/failing/ledger.ndjson")" -eq 4 ] && ok "each failure is appended as undo_failed" \
   || not_ok "undo_failed lines" "$(cat "$WORK/failing/ledger.ndjson")"
-run "failed undos are retried by the next cleanup" 5 env -u DSTACK_VMM_TOKEN "$KMSRUN" cleanup "$WORK/failing"
+run "failed undos are retried by the next cleanup" 5 env -u DSTACK_VMM_TOKEN "$KMSRUN" cleanup --vmm-url "${vmm_url:-http://127.0.0.1:1}" "$WORK/failing"
 [ "$(grep -c '"action":"undo_failed"' "$WORK/failing/ledger.ndjson")" -eq 8 ] && ok "retried: four more undo_failed lines" \
   || not_ok "retried failures" "$(grep -c undo_failed "$WORK/failing/ledger.ndjson")"
 if [ -n "$vm2" ]; then
-  run "with the credentials the VM is removed on retry (the rest still fails)" 5 env DSTACK_VMM_TOKEN=fake-token-9f3a "$KMSRUN" cleanup "$WORK/failing"
+  run "with the credentials the VM is removed on retry (the rest still fails)" 5 env DSTACK_VMM_TOKEN=fake-token-9f3a "$KMSRUN" cleanup --vmm-url "$vmm_url" "$WORK/failing"
   expect_output "VM removed on retry" "removed VM $vm2"
 fi
 

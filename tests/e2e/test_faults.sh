@@ -158,7 +158,7 @@ SIGINT during case 3             | 130 | SIGINT received                        
 SIGTERM during case 3            | 130 | SIGTERM received                            | self_auth | fault=slow=Onboard.Onboard:60 signal=TERM@... rpc kms-dst Onboard.Onboard
 SIGINT during archive (teardown) | 130 | SIGINT received                             | mini      | env=FAULT_TEARDOWN_SLEEP=60 signal=INT@file:evidence.tar.gz
 SIGTERM during archive (teardown)| 130 | SIGTERM received                            | mini      | env=FAULT_TEARDOWN_SLEEP=60 signal=TERM@file:evidence.tar.gz
-SIGKILL in case 3, then cleanup  | 137 | case 3/5                                    | self_auth | fault=slow=Onboard.Onboard:60 signal=KILL@... rpc kms-dst Onboard.Onboard cleanup
+SIGKILL in case 3, then cleanup  | 137 | case 3/6                                    | self_auth | fault=slow=Onboard.Onboard:60 signal=KILL@... rpc kms-dst Onboard.Onboard cleanup
 runbook syntax error             | 2   | syntax_error.lua:3:                         | syntax_error | noout
 runtime error inside a case      | 2   | attempt to index a nil value                | runtime_error |
 wrong arguments at load time     | 2   | unknown option 'attestaton' (did you mean 'attestation'?) | bad_argument | noout
@@ -169,7 +169,7 @@ not a response in a case         | 2   | expect_ok: argument #1 (res) must be re
 --timeout not a number           | 2   | --timeout expects a number of seconds       | mini      | arg=--timeout=soon noout
 output directory not writable    | 2   | cannot create the output directory          | mini      | out=readonly noout
 output directory under a file    | 2   | cannot create the output directory          | mini      | out=underfile noout
-ledger cannot be written         | 3   | cannot write                                | mini      | out=ledgerdir
+existing --out not empty         | 2   | is not empty                                | mini      | out=ledgerdir noout
 port in use: kmsrun serve auth   | 1   | address already in use                      | serve     | cmd=auth-port-taken noout
 port in use: kmsrun serve kms-sim| 1   | address already in use                      | serve     | cmd=sim-port-taken noout
 hostile KMS: binary garbage      | 1   | body not JSON                               | fake_kms  | server=garbage var=kms_url=@URL

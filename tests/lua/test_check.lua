@@ -137,6 +137,19 @@ case("spawns nothing", function()
   p:wait()
 end)
 ]]), {})
+  -- Without host access the require is reported (it would fail at run time)...
+  T.eq(messages(a), { "5: require 'kmsrun.proc' needs host access: a runbook gets the DSL and the safe standard "
+    .. "libraries; declare runbook{host_access = true} or run with --host-access to use it" })
+end)
+
+T.test("with host access a required host module is still inert in the dry run", function()
+  local a = analyse((HEAD:gsub("runbook {", "runbook { host_access = true,", 1) .. [[
+local proc = require "kmsrun.proc"
+case("spawns nothing", function()
+  local p = proc.spawn({ "/bin/false" })
+  p:wait()
+end)
+]]), {})
   T.eq(messages(a), {})
 end)
 

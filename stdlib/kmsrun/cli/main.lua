@@ -62,6 +62,7 @@ local function run_runbook(opts)
     io.stderr:write("kmsrun: ", terr, "\n")
     return exit_codes.USAGE
   end
+  require("kmsrun.run.host_access").flag = opts.host_access == true
   local spec, err = runbook.load(opts.runbook, { vars = opts.vars, target_vars = target.vars })
   if not spec then
     io.stderr:write(err, "\n")
@@ -110,13 +111,18 @@ local function run_runbook(opts)
       opts.quiet = true
     else
       local fs = require "kmsrun.fs"
-      local f = io.open(opts.events, "w")
-      if not f then io.stderr:write("kmsrun: cannot write ", opts.events, "\n") return exit_codes.USAGE end
-      f:close()
-      -- Only a file of our own gets our mode: never a device (/dev/full, /dev/null).
-      local _, kind = fs.exists(opts.events)
-      if kind == "file" then fs.chmod(opts.events, 384) end
-      events.set_sink(function(line) return fs.append(opts.events, line) end)
+      -- Never through a symbolic link (it would truncate and chmod its target); a
+      -- regular file is replaced by a fresh owner-only one, a device appended to.
+      local st = fs.stat(opts.events, { nofollow = true })
+      if st and st.kind == "link" then
+        io.stderr:write("kmsrun: --events ", opts.events, " is a symbolic link; not followed: give the file itself\n")
+        return exit_codes.USAGE
+      end
+      local ok, werr
+      if not st or st.kind == "file" then ok, werr = fs.write(opts.events, "", { mode = 384 })
+      else ok, werr = fs.append(opts.events, "", { nofollow = true }) end
+      if not ok then io.stderr:write("kmsrun: cannot write ", opts.events, ": ", tostring(werr), "\n") return exit_codes.USAGE end
+      events.set_sink(function(line) return fs.append(opts.events, line, { nofollow = true }) end)
     end
   end
   local r = require("kmsrun.run.runner").new(spec, {

@@ -9,6 +9,8 @@ usage: kmsrun [options] RUNBOOK.lua
        kmsrun plan [--case SEL] RUNBOOK.lua    show what would run, start nothing
        kmsrun doc [NAME]               the runbook author reference
        kmsrun replay OUTDIR [--curl]   re-check a recorded run offline (--curl: its RPCs as curl commands)
+       kmsrun mutants RUNBOOK.lua      every case under every emulator mutation switch (sim): which case
+                                       catches which switch; exit 1 if a switch is caught by none
        kmsrun serve auth|kms-sim ...   run the auth-policy server or the KMS emulator
        kmsrun test FILE...             run Lua test files
        kmsrun script FILE [ARGS...]    run a plain Lua file (host modules available)
@@ -23,6 +25,8 @@ options:
   --timeout SECONDS  deadline for the whole run (cases, steps and RPCs inherit it)
   --list             list the cases and exit
   --events FILE      write the NDJSON event stream to FILE ('-' for stdout)
+  --host-access      let the runbook use os.execute, io, debug, any module (as if it
+                     declared runbook{host_access = true})
   -v, --verbose      show every step as it starts
   -q, --quiet        show only failures and the summary
   --version          print the version
@@ -51,6 +55,8 @@ function M.parse_for(command, args, usage)
       return nil, 2
     end
   end
+  -- What the run would be granted, the analysis grants (and reports the rest).
+  require("kmsrun.run.host_access").flag = opts.host_access == true
   return opts
 end
 
@@ -94,6 +100,8 @@ function M.parse(args)
       if v and (not o.timeout or o.timeout <= 0) then return nil, "--timeout expects a number of seconds, got '" .. v .. "'" end
     elseif a == "--keep-going" then
       o.keep_going = true
+    elseif a == "--host-access" then
+      o.host_access = true
     elseif a == "--list" then
       o.list = true
     elseif a == "-v" or a == "--verbose" then

@@ -40,9 +40,10 @@ function M.new()
 
   d.runbook = api.define {
     name = "runbook", group = "declare",
-    signature = "runbook{description, tags, vars, requires}", returns = "nothing",
-    args = { { "header", "table", options = { description = true, tags = true, vars = true, requires = true, name = true } } },
-    doc = [[Declares the runbook header (once, at the top): `description` (one paragraph), `tags` (list of strings, for `--tag`), `vars` (name -> `{default = ..., help = "...", required = bool}`; read them as `var.name`, set them with `--var name=value`), `requires` (`{targets = {"sim", "local", "vmm"}}`). `kmsrun RUNBOOK --help` shows it.]],
+    signature = "runbook{description, tags, vars, requires, host_access}", returns = "nothing",
+    args = { { "header", "table", options = { description = true, tags = true, vars = true, requires = true, name = true,
+      host_access = true } } },
+    doc = [[Declares the runbook header (once, at the top): `description` (one paragraph), `tags` (list of strings, for `--tag`), `vars` (name -> `{default = ..., help = "...", required = bool}`; read them as `var.name`, set them with `--var name=value`), `requires` (`{targets = {"sim", "local", "vmm"}}`), `host_access` (`true`: the runbook may use what reaches the host outside the run, such as `os.execute`, `io` or any module; see "The runbook environment"). `kmsrun RUNBOOK --help` shows it.]],
     example = [[runbook {
   description = "Bootstrap, then onboard a second KMS from the first",
   tags = { "kms", "onboard" },
@@ -56,6 +57,9 @@ function M.new()
       want("runbook", "vars", h.vars, "table")
       want("runbook", "requires", h.requires, "table")
       if h.requires then want("runbook", "requires.targets", h.requires.targets, "list of strings") end
+      if h.host_access ~= nil and type(h.host_access) ~= "boolean" then
+        api.usage_error("runbook: host_access must be true or false, got " .. type(h.host_access))
+      end
       for name, v in pairs(h.vars or {}) do
         if type(v) ~= "table" then api.usage_error("runbook: vars." .. name .. " must be a table {default=, help=}") end
         for k in pairs(v) do

@@ -4,6 +4,9 @@
 local task = require "kmsrun.lib.task"
 local time = require "kmsrun.time"
 local events = require "kmsrun.report.events"
+local fs = require "kmsrun.fs"
+local crypto = require "kmsrun.crypto"
+local procinfo = require "kmsrun.lib.procinfo"
 
 local Run = {} -- the methods, mixed into run/runner.lua's Run
 local M = { methods = Run }
@@ -14,12 +17,34 @@ local M = { methods = Run }
 -- {kind = "vm", url = vmm_url, id = vm_id}, {kind = "file", path = p, content = original}.
 -- The ledger is appended (and fsynced) at once, so it survives SIGKILL.
 function Run:defer(description, fn, undo)
+  if not self.ledger_seq then self:ledger_header() end
+  if type(undo) == "table" and undo.kind == "process" and undo.pid then
+    -- What `kmsrun cleanup` checks before it signals the pid: still this process.
+    local id = procinfo.identity(undo.pid)
+    undo.starttime, undo.cmdline_sha256, undo.ppid = id.starttime, id.cmdline_sha256, self.identity.pid
+  end
   self.ledger_seq = (self.ledger_seq or 0) + 1
   local entry = { description = description, fn = fn, id = self.ledger_seq }
   self.ledger[#self.ledger + 1] = entry
   self:check_written("ledger.ndjson", self.evidence:append_json("ledger.ndjson", { action = "register", id = entry.id,
     description = description, undo = undo, time = time.wall() }, { sync = true }))
   return entry
+end
+
+local function absolute(p)
+  if p:sub(1, 1) == "/" then return p end
+  return fs.cwd() .. "/" .. p:gsub("^%./", "")
+end
+
+-- The ledger's first line: who wrote it, for `kmsrun cleanup`'s checks (this
+-- process's pid and start time, the runbook and its hash, where relative
+-- policy paths start from). No command line: it can hold secrets.
+function Run:ledger_header()
+  self.identity = procinfo.identity("self")
+  self:check_written("ledger.ndjson", self.evidence:append_json("ledger.ndjson", { action = "run",
+    pid = self.identity.pid, starttime = self.identity.starttime, cwd = fs.cwd(),
+    runbook = absolute(self.runbook.path), runbook_sha256 = crypto.hex(crypto.sha256(self.runbook.text or "")),
+    out = absolute(self.evidence.dir), time = time.wall() }, { sync = true }))
 end
 
 function Run:run_cleanups()

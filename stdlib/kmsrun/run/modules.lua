@@ -5,7 +5,9 @@
 -- `require "kmsrun.dsl"` gives the DSL of this runbook (the same functions a
 -- runbook sees as globals, and `var`): a module gets the DSL explicitly,
 -- because modules run in their own environment without the DSL's globals.
--- Other `kmsrun.*` names are the stdlib and host modules (handed to `host`).
+-- Other `kmsrun.*` names are the stdlib and host modules (handed to `host`), and a
+-- name found nowhere next to the runbook goes to `fallback` if given: both need
+-- host access (run/host_access.lua).
 local api = require "kmsrun.dsl.api"
 local fs = require "kmsrun.fs"
 
@@ -56,6 +58,16 @@ function M.new(opts)
         if opts.loaded then opts.loaded(name, path) end
         return result
       end
+    end
+    -- Any other module: host access only (run/host_access.lua).
+    if opts.fallback then
+      local ok, r = pcall(opts.fallback, name)
+      if ok then return r end
+      if type(r) == "table" and r.usage then
+        api.usage_error(string.format("require: no module '%s' next to the runbook (tried %s), and %s", name,
+          table.concat(tried, ", "), r.message))
+      end
+      error(r, 0)
     end
     api.usage_error(string.format("require: no module '%s' next to the runbook (tried %s); helper modules are "
       .. "found relative to the runbook's directory", name, table.concat(tried, ", ")))

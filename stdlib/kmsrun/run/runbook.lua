@@ -1,19 +1,21 @@
--- Loading a runbook: text only, in its own environment over a curated base.
--- This is isolation (a typo'd global is an error, not a nil), not a security
--- sandbox: a runbook can do whatever kmsrun can.
+-- Loading a runbook: text only, in its own environment over a curated base: a
+-- typo'd global is an error, not a nil, and what reaches the host outside the run
+-- (commands, files, the Lua state, any module) needs host access
+-- (run/host_access.lua).
 local api = require "kmsrun.dsl.api"
 local declare = require "kmsrun.dsl.declare"
 local actions = require "kmsrun.dsl.actions"
 local expect = require "kmsrun.dsl.expect"
 local attested = require "kmsrun.dsl.attested"
 local modules = require "kmsrun.run.modules"
+local host_access = require "kmsrun.run.host_access"
 local source = require "kmsrun.run.source"
 
 local M = {}
 
 local BASE = {
   "assert", "error", "ipairs", "next", "pairs", "pcall", "xpcall", "print", "select", "tonumber", "tostring",
-  "type", "rawequal", "rawget", "rawlen", "rawset", "setmetatable", "getmetatable", "require",
+  "type", "rawequal", "rawget", "rawlen", "rawset", "setmetatable", "getmetatable",
   "string", "table", "math", "utf8",
 }
 
@@ -45,17 +47,20 @@ local function var_proxy(values, declared)
   })
 end
 
-local function base_names(env)
+local NO_HEADER = function() return nil end
+
+-- header(): the runbook's header at the time of use (host access is declared in it).
+local function base_names(env, header)
   for _, name in ipairs(BASE) do env[name] = _G[name] end
-  env.os = { time = os.time, date = os.date, clock = os.clock, getenv = os.getenv }
+  host_access.install(env, header or NO_HEADER)
   return env
 end
 
 --- The environment a helper module runs in: the base, without the DSL's globals
 -- (`local dsl = require "kmsrun.dsl"` gives them), with the runbook's require.
 -- on_unknown(name, known): what reading an unknown name does (default: raise).
-function M.module_environment(req, on_unknown)
-  local env = base_names({})
+function M.module_environment(req, on_unknown, header)
+  local env = base_names({}, header)
   env.require = req
   local known = M.known_names(env)
   return setmetatable(env, {
@@ -79,8 +84,9 @@ end
 --- Builds the environment a runbook runs in. vars: table for `var` (nil before resolution).
 -- path: the runbook's path (its helper modules are found next to it).
 -- Returns the environment and the list of helper modules loaded (filled as they load).
-function M.environment(d, vars_ref, path)
-  local env = base_names({})
+function M.environment(d, vars_ref, path, header)
+  header = header or NO_HEADER
+  local env = base_names({}, header)
   for name, fn in pairs(d) do env[name] = fn end
   for name, fn in pairs(actions) do env[name] = fn end
   for name, fn in pairs(expect) do env[name] = fn end
@@ -89,8 +95,9 @@ function M.environment(d, vars_ref, path)
     __newindex = function(_, k) api.usage_error("var." .. tostring(k) .. " is read-only; use a local") end })
   local req, loaded
   req, loaded = modules.new {
-    dir = modules.dir_of(path or "."), dsl = M.dsl_table(env), host = require,
-    env = function() return M.module_environment(req) end,
+    dir = modules.dir_of(path or "."), dsl = M.dsl_table(env), host = host_access.require(header),
+    fallback = host_access.require(header),
+    env = function() return M.module_environment(req, nil, header) end,
   }
   env.require = req
   local known = M.known_names(env)
@@ -147,7 +154,7 @@ function M.load(path, opts)
     -- An unknown --var is reported once loading is done (main.lua), with its suggestion.
     if values then vars_ref.proxy = var_proxy(values, declared) end
   end
-  local env, helpers = M.environment(d, vars_ref, path)
+  local env, helpers = M.environment(d, vars_ref, path, function() return spec.header end)
   local chunk, err = load(text, "@" .. path, "t", env)
   if not chunk then return nil, err end
   api.runbook_sources["@" .. path] = true

@@ -72,14 +72,23 @@ function Run:prepare()
   return out_dir
 end
 
--- First SIGINT/SIGTERM: cancel the running block, then clean up and report.
--- Second: stop now (the host still kills every child).
+-- First SIGINT/SIGTERM/SIGHUP: cancel the running block (busy code too: the host
+-- preempts it), then tear down, clean up and report. Second: the running block is
+-- killed (no pcall in it can stop that), teardown and cleanups are skipped (the
+-- host still kills every child; the ledger keeps the rest for `kmsrun cleanup`),
+-- and the report, junit.xml and archive are still written. Third: stop at once.
 function Run:handle_signals()
   core.on_signal(function(name)
-    if self.interrupted then
-      io.stderr:write("\nkmsrun: second ", name, ": stopping now; processes are killed, no further cleanup\n")
-      self.forced = true
+    if self.forced then
+      io.stderr:write("\nkmsrun: third ", name, ": stopping now; processes are killed, no report\n")
       core.stop()
+      return
+    end
+    if self.interrupted then
+      io.stderr:write("\nkmsrun: second ", name, ": stopping the running code, skipping teardown and cleanups; "
+        .. "writing the report (again to stop at once)\n")
+      self.forced = true
+      if self.current_task then self.current_task:kill("interrupted by a second " .. name) end
       return
     end
     self.interrupted = name
@@ -108,10 +117,16 @@ function Run:run_cases(cases, stop)
       self.timed_out = true
       self.error = "the run's deadline (--timeout) passed"
     end
-    if stop or self.interrupted then
+    local elsewhere = c.targets and not (function()
+      for _, t in ipairs(c.targets) do if t == self.target.name then return true end end
+    end)()
+    if stop or self.interrupted or elsewhere then
       c.status = "skipped"
-      c.skip_reason = self.interrupted and "run interrupted" or "an earlier failure stopped the run (use --keep-going)"
+      c.skip_reason = self.interrupted and "run interrupted"
+        or (not stop and elsewhere) and string.format("runs on target %s only (this run: %s)", table.concat(c.targets, ", "), self.target.name)
+        or "an earlier failure stopped the run (use --keep-going)"
       events.emit("case_end", { case = c.name, id = c.id, status = "skipped", duration = 0, reason = c.skip_reason })
+      if elsewhere and not stop then self.console:line(string.format("case %d/%d: %s: skipped, %s", i, #cases, c.name, c.skip_reason)) end
     else
       self.console:case_start(c, i, #cases)
       events.emit("case_start", { case = c.name, id = c.id })

@@ -139,6 +139,7 @@ function M.run(path, opts)
   end
   check_header(ctx, a)
   static.vars(ctx.issues, refs, v.decls)
+  static.host_access(ctx.issues, refs, require("kmsrun.run.host_access").granted(ctx.spec.header))
   a.var_lines = static.var_lines(refs)
   cases_mod.check_needs(ctx.issues, ctx.spec.cases)
 

@@ -85,7 +85,7 @@ function M.new(ctx)
   local d, spec = declare.new()
   ctx.spec = spec
   ctx.world = require("kmsrun.cli.check.world").new(spec)
-  local real = runbook.environment(d, { proxy = {} })
+  local real = runbook.environment(d, { proxy = {} }, nil, function() return spec.header end)
   local actions = dry.new(ctx)
   local env = {}
   for name, v in pairs(real) do
@@ -95,12 +95,33 @@ function M.new(ctx)
     else env[name] = v end
   end
   env.print = function() end
+  -- What reaches the host stays inert whatever the grant (the static pass reports
+  -- its use without host access): checking a runbook never runs a command.
+  local host = require "kmsrun.run.host_access"
+  for name, spec in pairs(host.HOST) do
+    if spec == true then env[name] = unknown.new(name) end
+  end
+  local safe_os = {}
+  for k, v in pairs(real.os) do safe_os[k] = v end
+  env.os = setmetatable(safe_os, { __index = function(_, k)
+    if host.HOST.os[k] then return unknown.new("os." .. tostring(k)) end
+  end })
   env.var = var_proxy(ctx)
   local req
   req, ctx.helpers = modules.new {
     dir = modules.dir_of(ctx.path), dsl = runbook.dsl_table(env),
     -- Host and stdlib modules would really run: inert stand-ins.
-    host = function(name) return unknown.new("require " .. name) end,
+    host = function(name)
+      local host = require "kmsrun.run.host_access"
+      if not host.granted(spec.header) then mistake(ctx, host.message("require '" .. name .. "'")) end
+      return unknown.new("require " .. name)
+    end,
+    -- Any other module: reported like at run time without host access, inert with it.
+    fallback = function(name)
+      local host = require "kmsrun.run.host_access"
+      if not host.granted(spec.header) then api.usage_error(host.message("require '" .. name .. "'")) end
+      return unknown.new("require " .. name)
+    end,
     env = function()
       return runbook.module_environment(req, function(name, known)
         local hint = api.functions[name] and (" (a helper module gets the DSL explicitly: local dsl = require \"kmsrun.dsl\")")

@@ -37,6 +37,26 @@ function M.names(issues, refs, known, suggestions)
   end
 end
 
+--- Uses of what needs host access (run/host_access.lua's HOST) by a runbook
+-- that was not granted it: reported, since they fail when the run reaches them.
+function M.host_access(issues, refs, granted)
+  local host = require "kmsrun.run.host_access"
+  for _, r in ipairs(refs) do
+    if r.name == "os" and r.field == "exit" and not r.write then issues:add(r.line, host.message("os.exit")) end
+  end
+  if granted then return end
+  for _, r in ipairs(refs) do
+    local spec = not r.write and host.HOST[r.name]
+    local what
+    if spec == true and not (r.name == "debug" and r.field == "traceback") then
+      what = r.name .. (r.field and ("." .. r.field) or "")
+    elseif type(spec) == "table" and r.field and spec[r.field] then
+      what = r.name .. "." .. r.field
+    end
+    if what and what ~= "os.exit" then issues:add(r.line, host.message(what)) end
+  end
+end
+
 --- var.X for X not among decls (name -> declaration).
 function M.vars(issues, refs, decls)
   local names = {}

@@ -80,10 +80,11 @@ end
 function M.show(entry)
   if not entry.status then return "no HTTP response: " .. tostring(entry.error) end
   local err = M.rpc_error(entry)
-  if err then return string.format("HTTP %d, error: %s", entry.status, err) end
+  -- %s: a tampered transcript's status need not be a number (found by tests/fuzz/fuzz_replay.c).
+  if err then return string.format("HTTP %s, error: %s", tostring(entry.status), err) end
   local body = type(entry.response) == "table" and json.encode(entry.response) or tostring(entry.response or "")
   if #body > 600 then body = body:sub(1, 600) .. "…" end
-  return string.format("HTTP %d, body: %s", entry.status, body)
+  return string.format("HTTP %s, body: %s", tostring(entry.status), body)
 end
 
 --- Re-evaluates an expect_error step against the response it judged.
