@@ -10,6 +10,7 @@ runbook {
     .. "Attested callers (7.2 GetKmsKey, 7.3 GetAppKey, 7.4 SignCert; cases tagged `attested`) run on sim "
     .. "(and local, from the simulator's key service); on vmm they need an app CVM, which the vmm target "
     .. "does not deploy, so there they fail with 'not available on this target': run `--tag guide` on vmm. "
+    .. "OS image verification (7.3's valid vm_config) needs the emulator's image server: sim only (skipped elsewhere). "
     .. "Not expressible: the guide's gateway and teepod URL variants (a target's concern, not a case), "
     .. "GetMeta with a minimal webhook lacking chain fields (kmsrun's auth servers always answer them).",
   tags = { "kms", "onboard", "upstream" },
@@ -36,6 +37,10 @@ local dst = kms("kms-dst", { auth = auth_dst, device = "rack-2" })
 local bare = kms("kms-noattest", { auth = auth_src, attestation = false })
 local wallet = app("wallet", { compose = "services: {wallet: {image: wallet:1}}" })
 local intruder = app("intruder", { compose = "services: {intruder: {image: evil:1}}" })
+-- 7.3 (sim): a KMS verifying its callers' OS images (core.image.verify) against an image
+-- server that has only its own image, and an app on an older image.
+local verifier = kms("kms-verifier", { auth = auth_src, image = "dstack-0.5.7-sim", verify_images = { "dstack-0.5.7-sim" } })
+local legacy = app("legacy", { compose = "services: {legacy: {image: legacy:1}}", image = "dstack-0.5.3-sim" })
 
 local function hex0x(v) return "0x" .. tostring(v):gsub("^0x", "") end
 local function att(h, field) return hex0x(h.attestation[field]) end
@@ -185,6 +190,22 @@ case("7.3: GetAppKey serves an attested, registered app, and no other", { needs 
     "App not allowed: Boot denied: app not registered")
   expect_ok(rpc(src, "KMS.GetAppKey", { api_version = 1, vm_config = client.vm_config }, { client_cert = client, save = "kms-src-get-app-key" }),
     { "disk_crypt_key", "env_crypt_key", "k256_key", "ca_cert", "gateway_app_id" })
+end)
+
+case("7.3: GetAppKey refuses an app whose OS image the KMS cannot verify", { tags = { "attested" }, targets = { "sim" } }, function()
+  -- "valid vm_config" (7.3): with image verification on, the KMS downloads the caller's OS
+  -- image and checks it; the policy allows the app, the verification does not.
+  deploy(verifier)
+  wait_ready(verifier)
+  capture_attestation(verifier)
+  set_policy(auth_src, allow(src, verifier))
+  expect_ok(rpc(verifier, "Onboard.Bootstrap", { domain = "kms-verifier.example.test" }))
+  finish(verifier)
+  wait_ready(verifier)
+  local client = attested_client(legacy, { kms = verifier })
+  set_policy(auth_src, allow_apps(allow(src, verifier), client))
+  expect_error(rpc(verifier, "KMS.GetAppKey", { api_version = 1, vm_config = client.vm_config }, { client_cert = client }),
+    "App not allowed: Failed to verify os image hash: Failed to verify os image hash: Failed to download image: ")
 end)
 
 case("7.4: SignCert signs a valid attested app CSR, and no unregistered app's", { needs = BOOTSTRAPPED, tags = { "attested" } }, function()

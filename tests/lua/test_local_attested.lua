@@ -26,8 +26,10 @@ end
 T.test("start the fake guest agent", function()
   fake = assert(proc.spawn({ "python3", SRC .. "/tests/fakes/guest-agent-attest.py", sock, log }, { cwd = dir }))
   local deadline = time.now() + 10
-  while not fs.exists(sock) do
-    assert(time.now() < deadline and fake:running(), "the fake guest agent did not create its socket")
+  -- The socket file appears at bind(), a moment before listen(): wait for an answer.
+  local http = require "kmsrun.http"
+  while not (fs.exists(sock) and http.request("http://localhost/none", { method = "POST", unix_socket = sock, timeout = 2 })) do
+    assert(time.now() < deadline and fake:running(), "the fake guest agent did not answer on its socket")
     time.sleep(0.02)
   end
 end)

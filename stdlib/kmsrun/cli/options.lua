@@ -9,6 +9,8 @@ usage: kmsrun [options] RUNBOOK.lua
        kmsrun plan [--case SEL] RUNBOOK.lua    show what would run, start nothing
        kmsrun doc [NAME]               the runbook author reference
        kmsrun replay OUTDIR [--curl]   re-check a recorded run offline (--curl: its RPCs as curl commands)
+       kmsrun mutants RUNBOOK.lua      every case under every emulator mutation switch (sim): which case
+                                       catches which switch; exit 1 if a switch is caught by none
        kmsrun serve auth|kms-sim ...   run the auth-policy server or the KMS emulator
        kmsrun test FILE...             run Lua test files
        kmsrun script FILE [ARGS...]    run a plain Lua file (host modules available)

@@ -7,6 +7,7 @@ local actions = require "kmsrun.dsl.actions"
 local expect = require "kmsrun.dsl.expect"
 local attested = require "kmsrun.dsl.attested"
 local modules = require "kmsrun.run.modules"
+local source = require "kmsrun.run.source"
 
 local M = {}
 
@@ -132,7 +133,7 @@ end
 -- a variable (`for i = 1, tonumber(var.replicas) do kms(...) end`).
 function M.load(path, opts)
   opts = opts or {}
-  local text, ferr = require("kmsrun.run.source").read(path)
+  local text, ferr = source.read(path)
   if not text then return nil, ferr end
   local d, spec = declare.new()
   local vars_ref = {}

@@ -146,6 +146,18 @@ T.attester = attested.attester
 -- The auth emulator's share of sim_mutation (the runner starts the auth servers).
 T.auth_mutations = attested.auth_mutations
 
+-- Whether the instance's process has exited, as "its process exited (...)", else nil.
+-- A crash resets the connection before the exit is reaped: wait a moment for it
+-- (unless no_wait).
+function T.exited(run, h, no_wait)
+  if not h.process then return nil end
+  for _ = 1, no_wait and 1 or 50 do
+    if not h.process:running() then return "its process exited (" .. tostring(h.process):match("%((.-)%)$") .. ")" end
+    if not no_wait then time.sleep(0.005) end
+  end
+  return nil
+end
+
 function T.log_tail(run, h, n)
   return h.log_path and tail(h.log_path, n) or ""
 end

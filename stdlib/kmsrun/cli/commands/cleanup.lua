@@ -6,7 +6,9 @@
 --   process  SIGTERM to its process group, a grace period, then SIGKILL
 --            (already gone is fine; a pid now owned by a younger process is left alone)
 --   dir      removed
---   vm       RemoveVm through the VMM's prpc API at the recorded url; credentials come
+--   vm       StopVm then RemoveVm (targets/vmm/vm.lua: every release, waiting through
+--            "removing") through the VMM's prpc API at the recorded url, found by its
+--            recorded id or unique name; credentials come
 --            from DSTACK_VMM_TOKEN or DSTACK_VMM_AUTH_USER + DSTACK_VMM_AUTH_PASSWORD,
 --            never from the ledger
 --   file     its recorded content restored (removed when recorded as absent)

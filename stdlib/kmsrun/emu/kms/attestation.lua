@@ -9,7 +9,7 @@ local cjson = require "cjson.safe"
 local S = require "kmsrun.lib.json_serde"
 local hex = require "kmsrun.lib.hex"
 local identity = require "kmsrun.emu.kms.identity"
-local messages = require "kmsrun.emu.kms.messages"
+local messages = require "kmsrun.kms.messages"
 
 local A = {}
 
