@@ -8,6 +8,8 @@ local events = require "kmsrun.report.events"
 local M = {}
 
 local outcome = require "kmsrun.dsl.outcome"
+local json = require "kmsrun.lib.json"
+local redact = require "kmsrun.report.redact"
 M.Failure = outcome.Failure
 M.is_failure = outcome.is_failure
 
@@ -71,12 +73,12 @@ function M.run(name, fn, ...)
   if last and not results[1] then
     -- What the step last saw on the wire, for the terminal; the bundle has it all.
     local body = last.response
-    if type(body) == "table" then body = require("kmsrun.lib.json").encode(body) end
+    if type(body) == "table" then body = json.encode(body) end
     -- Without a status the error is already shown as "failed: <error>".
     body = tostring(body or (last.status and last.error) or "")
     if #body > 300 then body = body:sub(1, 300) .. "…" end
     local request = last.request
-    if type(request) == "table" then request = require("kmsrun.lib.json").encode(request) end
+    if type(request) == "table" then request = json.encode(request) end
     step.last_rpc = string.format("%s %s %s -> %s %s", last.kms or "?", last.method or "?",
       request and tostring(request) or "{}",
       last.status and ("HTTP " .. last.status) or ("failed: " .. tostring(last.error)), body)
@@ -91,7 +93,7 @@ function M.run(name, fn, ...)
   -- TLS or connection error) is named, so the failure does not read as a network problem.
   if not results[1] and ctx.run.target and ctx.run.target.exited then
     -- One short yield lets the loop reap a child that has just exited.
-    pcall(require("kmsrun.time").sleep, 0.01)
+    pcall(time.sleep, 0.01)
     for _, h in ipairs(ctx.run.runbook.kmss or {}) do
       local gone = h.deployed and not h.crash_reported and ctx.run.target.exited(ctx.run, h, true)
       if gone then
@@ -102,7 +104,7 @@ function M.run(name, fn, ...)
     end
   end
   -- What the step saw may hold a secret tainted meanwhile (the terminal is not scrubbed).
-  local scrub = require("kmsrun.report.redact").scrub
+  local scrub = redact.scrub
   step.expected, step.actual, step.detail, step.last_rpc = scrub(step.expected), scrub(step.actual), scrub(step.detail), scrub(step.last_rpc)
   events.emit("step_end", { case = ctx.case.name, step = name, status = step.status, code = step.code,
     expected = step.expected, actual = step.actual, duration = step.duration, location = step.location,

@@ -24,6 +24,12 @@ local faults = require "kmsrun.emu.kms.faults"
 local prpc = require "kmsrun.emu.kms.prpc"
 local selfauth = require "kmsrun.emu.kms.selfauth"
 local hex = require "kmsrun.lib.hex"
+local core = require "kmsrun.core"
+local cjson = require "cjson.safe"
+local runtime = require "kmsrun.emu.kms.runtime"
+local onboard = require "kmsrun.emu.kms.onboard"
+local guest_modes = require "kmsrun.emu.kms.guest_modes"
+local config_attestation = require "kmsrun.emu.kms.config_attestation"
 
 local M = {}
 
@@ -53,7 +59,7 @@ function Inst:request_finish(by)
   if not self.finish_requested then
     self.finish_requested = by
     self:log("finish requested by %s", by)
-    if self.finish_waiter then require("kmsrun.core").wake(self.finish_waiter) end
+    if self.finish_waiter then core.wake(self.finish_waiter) end
   end
 end
 
@@ -222,7 +228,7 @@ local function start_runtime(h, port_hint)
     end
     inst:log("WARN failed to reissue the KMS RPC certificate: %s", err)
   end
-  local state, serr = require("kmsrun.emu.kms.runtime").state(inst)
+  local state, serr = runtime.state(inst)
   if not state then return exit_with(h, serr) end
   inst.state = state
   if not cfg.core.enforce_self_authorization then
@@ -237,7 +243,7 @@ local function start_runtime(h, port_hint)
   tls_files.require_client_cert = cfg.rpc.tls.mutual.mandatory
   local port = cfg.rpc.port
   if port_hint and cfg.rpc.port == cfg.core.onboard.port then port = port_hint end
-  local srv, lerr = listen(h, require("kmsrun.emu.kms.runtime").handler(inst), {
+  local srv, lerr = listen(h, runtime.handler(inst), {
     host = cfg.rpc.address, port = port, tls = tls_files,
   })
   if not srv then return exit_with(h, "failed to listen on " .. cfg.rpc.address .. ":" .. port .. ": " .. tostring(lerr)) end
@@ -248,7 +254,7 @@ end
 
 local function auto_bootstrap(h, domain)
   local inst = h.inst
-  local derr = require("kmsrun.emu.kms.onboard").validate_domain(domain)
+  local derr = onboard.validate_domain(domain)
   if derr then return exit_with(h, derr) end
   local ok, err = selfauth.bootstrap_check(inst)
   if not ok then return exit_with(h, "KMS is not allowed to auto-bootstrap: " .. err) end
@@ -265,7 +271,7 @@ local function onboard_lifecycle(h)
   local inst = h.inst
   while not inst.finish_requested do
     inst.finish_waiter = coroutine.running()
-    require("kmsrun.core").suspend("kms-sim: waiting for finish")
+    core.suspend("kms-sim: waiting for finish")
   end
   inst.finish_waiter = nil
   -- Graceful: the triggering answer is handed to the server when its handler
@@ -309,7 +315,7 @@ local function build_inst(opts)
   local device, derr = bytes_opt(opts.device, "device")
   if derr then return nil, derr end
   local saved = store.read(paths.identity)
-  saved = saved and require("cjson.safe").decode(saved)
+  saved = saved and cjson.decode(saved)
   if not salt and type(saved) == "table" and type(saved.salt) == "string" then salt = hex.decode(saved.salt) end
   salt = salt or crypto.random(16)
   store.write(paths.identity, string.format('{"note":"kms-sim (emulator) identity inputs","salt":"%s"}', hex.encode(salt)))
@@ -325,7 +331,7 @@ local function build_inst(opts)
     log_fn = opts.log or function(line) io.stderr:write(line, "\n"); io.stderr:flush() end,
   }, Inst)
   inst.rewrite = rewriter(aliases)
-  local agent_opts, gerr = require("kmsrun.emu.kms.guest_modes").apply(id, opts)
+  local agent_opts, gerr = guest_modes.apply(id, opts)
   if not agent_opts then return nil, gerr end
   agent_opts.unavailable = agent_unavailable(opts)
   inst.agent = A.agent(id, agent_opts)
@@ -364,7 +370,7 @@ function M.start(opts)
   end
 
   -- The real KMS loads its attestation verifier before serving, in either mode.
-  local vok, verr = require("kmsrun.emu.kms.config_attestation").load_verifier(cfg.core.attestation)
+  local vok, verr = config_attestation.load_verifier(cfg.core.attestation)
   if not vok then exit_with(h, verr); return nil, h.exit_error, h end
 
   if not K.exist(inst.paths) and cfg.core.onboard.enabled then
@@ -372,7 +378,7 @@ function M.start(opts)
     if domain ~= "" then
       if not auto_bootstrap(h, domain) then return nil, h.exit_error, h end
     else
-      local srv, lerr = listen(h, require("kmsrun.emu.kms.onboard").handler(inst), {
+      local srv, lerr = listen(h, onboard.handler(inst), {
         host = cfg.core.onboard.address, port = cfg.core.onboard.port,
       })
       if not srv then
