@@ -63,7 +63,7 @@ function deploy(...) end
 ---@param opts? table
 function wait_ready(..., opts) end
 
----Calls `Onboard.GetAttestationInfo` on each KMS, checks it returns `device_id`, `mr_aggregated` and `os_image_hash`, stores the result as `kms.attestation` (the input of `allow`, `deny_by_mr`) and saves it as evidence `attestation/<name>.json`. Two KMS reporting the same `mr_aggregated` fail it ("the cases cannot tell them apart"), as does a KMS that cannot verify its own quote; an `os_image_hash` other than the one the target knows is attested gives a warning, and `allow` / `deny_by_mr` of that KMS then list both images. Policies must be built from this run's attestation: `mr_aggregated` changes on every redeploy.
+---Calls `Onboard.GetAttestationInfo` on each KMS, checks it returns `device_id`, `mr_aggregated` and `os_image_hash`, stores the result as `kms.attestation` (the input of `allow`, `deny_by_mr`) and saves it as evidence `attestation/<name>.json`. Two KMS reporting the same `mr_aggregated` fail it ("the cases cannot tell them apart"), as does a KMS that cannot verify its own quote; an `os_image_hash` other than the one the target knows is attested gives a warning: `kms.attestation.os_image_hash` is then the attested one (`reported_os_image_hash` keeps the other) and `allow` / `deny_by_mr` of that KMS list both. Policies must be built from this run's attestation: `mr_aggregated` changes on every redeploy.
 ---@param ... kmsrun.kms
 function capture_attestation(...) end
 
@@ -111,7 +111,7 @@ function log(format) end
 ---@param value any
 function save(name, value) end
 
----Marks a value as secret: it is replaced by a `[REDACTED sha256:…]` marker in every transcript, report, log and archive (also its hex and base64 forms). Private keys returned by RPCs are marked automatically. Values shorter than 4 bytes are refused: they cannot be scrubbed without mangling ordinary text.
+---Marks a value as secret: it is replaced by a `[REDACTED sha256:…]` marker in every transcript, report, log and archive and on the terminal, in every form a key or token takes in practice (upper/lower case, hex, base64, base64url; for a PEM key the one-line PEM, the DER in base64/hex and the private scalar in hex); files written before are scrubbed again at the end of the run. Private keys returned by RPCs are marked automatically. Values shorter than 4 bytes are refused: they cannot be scrubbed without mangling ordinary text.
 ---@param value string
 function secret(value) end
 

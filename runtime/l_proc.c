@@ -307,7 +307,7 @@ static const kr_func funcs[] = {
      "Starts `argv[1]` (searched in `PATH`) with the arguments `argv[2..]`, never through a shell. "
      "Options: `env` (table name -> value merged over the current environment; `false` removes a name), "
      "`clear_env` (start from an empty environment), `cwd`, `stdout` and `stderr` (file paths, appended, "
-     "created owner-only; default /dev/null; may be the same file). The child gets its own process group "
+     "created owner-only, never through a symbolic link; default /dev/null; may be the same file). The child gets its own process group "
      "and is killed if kmsrun dies. Fails with `ENOENT`/`EACCES` when the program cannot be executed."},
     {"exe", l_exe, "exe()", "string", "The path of the running kmsrun binary, to start `kmsrun serve ...` children."},
     {"alive", l_alive, "alive(pid)", "boolean", "Whether a process with that pid exists (for leak checks in tests)."},

@@ -97,15 +97,16 @@ static void child_exec(const kr_spawn_opts *o, int report_fd, pid_t parent)
     signal(SIGPIPE, SIG_DFL);
 
     /* What failed is reported with errno: a log file that cannot be created (a
-     * read-only or full output directory) is not "cannot execute". */
+     * read-only or full output directory) is not "cannot execute". A log path
+     * that is a symbolic link is refused (ELOOP): it would send the log elsewhere. */
     int stage = STAGE_OPEN_STDOUT;
     int in = open("/dev/null", O_RDONLY);
-    int out = o->stdout_path ? open(o->stdout_path, O_WRONLY | O_CREAT | O_APPEND, 0600) : open("/dev/null", O_WRONLY);
+    int out = o->stdout_path ? open(o->stdout_path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW, 0600) : open("/dev/null", O_WRONLY);
     if (in < 0 || out < 0) goto fail;
     stage = STAGE_OPEN_STDERR;
     int err;
     if (o->stderr_path && o->stdout_path && strcmp(o->stderr_path, o->stdout_path) == 0) err = dup(out);
-    else err = o->stderr_path ? open(o->stderr_path, O_WRONLY | O_CREAT | O_APPEND, 0600) : open("/dev/null", O_WRONLY);
+    else err = o->stderr_path ? open(o->stderr_path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW, 0600) : open("/dev/null", O_WRONLY);
     if (err < 0) goto fail;
     stage = STAGE_DUP;
     if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) goto fail;

@@ -177,6 +177,7 @@ if wait_for "$WORK/kill.console" "case 3/6"; then
   wait "$kpid" 2>/dev/null
   n=$(inspect "$URL" | sed -n 's/^vms //p')
   [ "${n:-0}" -ge 3 ] && ok "SIGKILL leaves the $n VMs behind" || not_ok "SIGKILL leaves VMs behind" "vms: $n"
+  # The VMM is named on cleanup's command line: the ledger's URL is only compared.
   run "kmsrun cleanup removes them" 0 "$KMSRUN" cleanup --grace 0.5 --vmm-url "$URL" "$WORK/kill"
   check_clean "after SIGKILL and kmsrun cleanup" "$URL" 3
   check_requests "kmsrun cleanup" "$WORK/kill.requests"

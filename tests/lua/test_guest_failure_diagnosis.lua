@@ -17,7 +17,7 @@ T.test("shared identity: a setup error naming both KMS, before any case", functi
   local r = sim("shared-identity")
   T.eq(r.code, 3, r.output)
   T.contains(r.output, "kms-src and kms-dst report the same mr_aggregated: the cases cannot tell them apart")
-  T.contains(r.output, "cases: 0 passed, 0 failed, 5 skipped")
+  T.match(r.output, "cases: 0 passed, 0 failed, %d+ skipped")
   T.contains(r.output, "setup failed: step 'capture_attestation kms-src, kms-dst'")
 end)
 
@@ -38,7 +38,7 @@ T.test("split vm_config: a warning per KMS, the policies list both images, the f
   T.eq(r.code, 0, r.output)
   T.contains(r.output, "warning: kms-src: GetAttestationInfo reports os_image_hash ")
   T.contains(r.output, "allow(kms-src) and deny_by_mr(kms-src) list both")
-  T.contains(r.output, "cases: 5 passed, 0 failed, 0 skipped")
+  T.match(r.output, "cases: %d+ passed, 0 failed, 0 skipped")
   T.contains(fs.read(r.out .. "/report.json") or "", "GetAttestationInfo reports os_image_hash", "the warning is in the report")
 end)
 

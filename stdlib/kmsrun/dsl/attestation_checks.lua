@@ -4,9 +4,10 @@
 --   * a KMS that cannot verify its own quote: every later case would fail on it;
 --   * GetAttestationInfo reporting another OS image than the one attested (the
 --     stock simulator files' split vm_config): allow(src) would then be denied
---     with "OS image is not allowed" by the self-check. A warning, and the policies
---     built from that KMS list both images (kms/policies.lua), so the cases keep
---     testing what they claim.
+--     with "OS image is not allowed" by the self-check. A warning; the handle's
+--     os_image_hash becomes the attested one (what every check judges by) and
+--     allow / deny_by_mr list both (kms/policies.lua), so the cases keep testing what
+--     they claim.
 local steps = require "kmsrun.dsl.steps"
 
 local M = {}
@@ -63,16 +64,17 @@ local function os_image_hash(vm_config)
 end
 
 --- A warning (a note in the report) when the target knows the attested vm_config and
--- GetAttestationInfo reported another OS image; records the attested one for the policies.
+-- GetAttestationInfo reported another OS image; the handle then carries the attested one.
 function M.vm_config(run, h)
   local attested = run.target.attested_vm_config and run.target.attested_vm_config(run, h)
   local a = os_image_hash(attested)
   local reported = h.attestation and h.attestation.os_image_hash
   if a and reported and a ~= reported:lower() then
     local msg = string.format("warning: %s: GetAttestationInfo reports os_image_hash %s but its quote attests %s "
-      .. "(the self-check and the receiver check judge by the attested one); allow(%s) and deny_by_mr(%s) list both",
-      h.name, reported, a, h.name, h.name)
-    h.attestation.attested_os_image_hash = a
+      .. "(the self-check and the receiver check judge by the attested one); %s.attestation.os_image_hash is the "
+      .. "attested one from here on, and allow(%s) and deny_by_mr(%s) list both", h.name, reported, a, h.name, h.name, h.name)
+    -- The evidence file keeps what GetAttestationInfo said.
+    h.attestation.os_image_hash, h.attestation.reported_os_image_hash = a, reported
     run:note(msg)
     return msg
   end

@@ -114,7 +114,7 @@ function T.deploy(run, h)
   end
   h.stdout_path = work .. "/stdout"
   h.log_path = run.evidence:path("logs/" .. h.name .. ".log")
-  fs.mkdir(run.evidence:path("logs"))
+  run.evidence:mkdir("logs") -- beneath the output directory: a planted link is refused
   local p, perr = proc.spawn(argv, { cwd = work, stdout = h.stdout_path, stderr = h.log_path })
   if not p then return nil, perr end
   h.process = p

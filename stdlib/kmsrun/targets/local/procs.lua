@@ -60,7 +60,7 @@ function M.workspace(run)
     local dir, err = fs.tmpdir("kmsrun-local")
     if not dir then return nil, "cannot create a work directory: " .. tostring(err) end
     run:defer("remove the local target's work directory", function() fs.remove(dir) end, { kind = "dir", path = dir })
-    fs.mkdir(run.evidence:path("logs"), { mode = 448 })
+    run.evidence:mkdir("logs") -- beneath the output directory: a planted link is refused
     return dir
   end)
 end

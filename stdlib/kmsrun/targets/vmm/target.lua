@@ -176,7 +176,7 @@ function T.deploy(run, h)
   h.vm = v
   run.evidence:write("vm/" .. h.name .. ".app-compose.json", built.compose_file)
   -- Some sinks (the auth servers' decision logs) append below logs/ without creating it.
-  fs.mkdir(run.evidence:path("logs"), { mode = 448 })
+  run.evidence:mkdir("logs") -- beneath the output directory: a planted link is refused
   -- Registered once, before CreateVm: a create interrupted before its answer
   -- (Ctrl-C) is still found by its unique name, by this run and by `kmsrun cleanup`.
   run:defer(string.format("remove VM %s of %s", v.name, h.name),
