@@ -194,3 +194,16 @@ T.test("a step cancelled otherwise is interrupted", function()
   end)
   T.eq({ case.steps[1].status, case.steps[1].code }, { "interrupted", "CANCELLED" })
 end)
+
+T.test("an instance that died during a failed step is named in its detail, once", function()
+  local kms1 = { name = "kms1", deployed = true }
+  local run = fake_run { runbook = { kmss = { kms1, { name = "kms2" } } },
+    target = { exited = function(_, h) return h == kms1 and "exit status 134" or nil end } }
+  local case = in_case(run, function()
+    pcall(steps.run, "a", function() steps.fail("OK", "connection reset", "own detail") end)
+    pcall(steps.run, "b", function() steps.fail("OK", "connection refused") end)
+  end)
+  T.eq(case.steps[1].detail, "kms1 is not running any more: exit status 134; it crashed during this step\nown detail")
+  T.eq(case.steps[2].detail, nil, "a crash is reported at the step it happened in")
+  T.eq(kms1.crash_reported, true)
+end)
