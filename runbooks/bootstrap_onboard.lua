@@ -10,8 +10,8 @@ runbook {
     .. "Sim only, skipped elsewhere: the attested callers (7.2 GetKmsKey, 7.3 GetAppKey, 7.4 SignCert; tagged "
     .. "`attested`) tell callers apart, which local cannot (its simulator gives every caller one fixture "
     .. "identity) and vmm cannot (it would need app CVMs the target does not deploy); OS image verification "
-    .. "(7.3's valid vm_config: the emulator's image server) and B2 by device (a receiver on another machine) "
-    .. "need emulator knobs. "
+    .. "(7.3's valid vm_config: the emulator's image server), B2 by device (a receiver on another machine) and "
+    .. "note 7's old source KMS (an old-format certificate) need emulator knobs. "
     .. "Not expressible: the guide's gateway and teepod URL variants (a target's concern, not a case), "
     .. "GetMeta with a minimal webhook lacking chain fields (kmsrun's auth servers always answer them).",
   tags = { "kms", "onboard", "upstream" },
@@ -43,6 +43,10 @@ local intruder = app("intruder", { compose = "services: {intruder: {image: evil:
 -- server that has only its own image, and an app on an older image.
 local verifier = kms("kms-verifier", { auth = auth_src, image = "dstack-0.5.7-sim", verify_images = { "dstack-0.5.7-sim" } })
 local legacy = app("legacy", { compose = "services: {legacy: {image: legacy:1}}", image = "dstack-0.5.3-sim" })
+-- Operational note 7 (sim): an old source KMS (its certificate's attestation carries no
+-- vm_config, hence no OS image hash) and a receiver for it, deployed by that case.
+local old_src = kms("kms-old-src", { auth = auth_src, old_format_cert = true })
+local old_dst = kms("kms-old-dst", { auth = auth_dst })
 
 local function hex0x(v) return "0x" .. tostring(v):gsub("^0x", "") end
 local function att(h, field) return hex0x(h.attestation[field]) end
@@ -237,4 +241,19 @@ case("C: trusted RPCs fail on kms-dst once auth-dst removes it", { needs = ONBOA
   expect_ok(rpc(dst, "KMS.GetTempCaCert"), { "temp_ca_cert" })
   set_policy(auth_dst, deny_by_mr(dst))
   expect_error(rpc(dst, "KMS.GetTempCaCert", nil, { save = "kms-dst-get-temp-ca-denied" }), SELF_DENIED)
+end)
+
+case("note 7: a receiver fills an old source's empty OS image hash with its own", { tags = { "guide" }, targets = { "sim" } }, function()
+  -- "For old source KMS instances, the receiver-side check fills osImageHash from the
+  -- local KMS's own value automatically. No special "0x" entry in osImages is needed."
+  deploy(old_src, old_dst)
+  wait_ready(old_src, old_dst)
+  capture_attestation(old_src, old_dst)
+  set_policy(auth_src, allow(old_src, old_dst))
+  expect_ok(rpc(old_src, "Onboard.Bootstrap", { domain = "kms-old-src.example.test" }))
+  finish(old_src)
+  wait_ready(old_src)
+  set_policy(auth_dst, allow(old_src)) -- its OS image, no "0x" entry
+  expect_ok(rpc(old_dst, "Onboard.Onboard", { source_url = source_url(old_src), domain = "kms-old-dst.example.test" }),
+    { "k256_pubkey" })
 end)

@@ -28,6 +28,10 @@ local legacy = app("legacy", { compose = "services: {legacy: {image: legacy:1}}"
 -- Case 6 deploys it (sim only): a KMS verifying its callers' OS images (core.image.verify)
 -- against an image server that has only its own image.
 local verifier = kms("kms-verifier", { auth = auth_src, image = "dstack-0.5.7-sim", verify_images = { "dstack-0.5.7-sim" } })
+-- Case 6 too: an older KMS as a source (its certificate's attestation has no vm_config, so
+-- no OS image hash), and a receiver for it.
+local old_src = kms("kms-old-src", { auth = auth_src, old_format_cert = true })
+local old_dst = kms("kms-old-dst", { auth = auth_dst })
 
 -- A policy for kms-src's webhook allowing kms-src by MR, with one rule changed.
 local function src_rule(name, over)
@@ -116,10 +120,11 @@ case("there is no no-quote mode: attestation is always required", { needs = { "b
     type(boot) == "table" and boot.attestation or "no bootstrap_info")
 end)
 
-case("with the self-check passing, the caller checks still refuse callers the webhook does not allow",
+case("sim only: callers the webhook does not allow are refused, an old source's OS image is filled in",
   { needs = { "bootstrap succeeds after the KMS is whitelisted" }, targets = { "sim" } }, function()
-  -- Attested callers (docs/writing-runbooks.md, "Attested callers") exist on sim; the
-  -- other targets skip this case. kms-src itself is allowed, the callers are not.
+  -- Attested callers (docs/writing-runbooks.md, "Attested callers") and the emulator's
+  -- knobs exist on sim; the other targets skip this case. With the self-check passing
+  -- (kms-src itself is allowed), the caller checks still refuse the callers.
   set_policy(auth_src, allow(src))
   local caller = attested_client(dst, { kms = src })
   expect_error(rpc(src, "KMS.GetKmsKey", { vm_config = caller.vm_config }, { client_cert = caller }),
@@ -140,4 +145,17 @@ case("with the self-check passing, the caller checks still refuse callers the we
   set_policy(auth_src, allow_apps(allow(src, verifier), old_image))
   expect_error(rpc(verifier, "KMS.GetAppKey", { api_version = 1, vm_config = old_image.vm_config }, { client_cert = old_image }),
     "App not allowed: Failed to verify os image hash: Failed to verify os image hash: Failed to download image: ")
+  -- The receiver-side source check of an old source: its empty OS image hash is filled
+  -- with the receiver's own (upstream's guide, kms-bootstrap-onboard.md note 7), so a
+  -- policy listing the image accepts it.
+  deploy(old_src, old_dst)
+  wait_ready(old_src, old_dst)
+  capture_attestation(old_src, old_dst)
+  set_policy(auth_src, allow(old_src, old_dst))
+  expect_ok(rpc(old_src, "Onboard.Bootstrap", { domain = "kms-old-src.example.test" }))
+  finish(old_src)
+  wait_ready(old_src)
+  set_policy(auth_dst, allow(old_src))
+  expect_ok(rpc(old_dst, "Onboard.Onboard", { source_url = source_url(old_src), domain = "kms-old-dst.example.test" }),
+    { "k256_pubkey" })
 end)

@@ -90,7 +90,7 @@ for e in pol:
     assert hashlib.sha256(open(os.path.join(out, e["file"]), "rb").read()).hexdigest() == e["sha256"], e["file"]
 report = json.load(open(os.path.join(out, "report.json")))
 assert kinds.count("cleanup") == len(report["cleanup"])
-assert kinds.count("deploy") == 4 and kinds.count("ready") >= 4
+assert kinds.count("deploy") == 6 and kinds.count("ready") >= 6
 last = evs[-1]
 assert (last["status"], last["exit_code"], last["passed"], last["failed"], last["skipped"]) == ("passed", 0, 6, 0, 0), last
 steps = sum(len(c["steps"]) for c in report["cases"]) + len(report["setup"]["steps"])

@@ -21,7 +21,7 @@ options:
   --var NAME=VALUE   set a runbook variable (repeatable)
   --target NAME      sim (default: kmsrun's KMS emulator), local, vmm
   --out DIR          output directory (default kmsrun-out/<runbook>-<time>)
-  --case SEL         run only the cases whose number or name matches (repeatable)
+  --case SEL         run only case number SEL, or the cases whose name contains SEL (repeatable)
   --tag TAG          run only the cases with this tag (repeatable)
   --keep-going       continue after a failing case (default: stop, the rest are skipped)
   --timeout SECONDS  deadline for the whole run (cases, steps and RPCs inherit it)

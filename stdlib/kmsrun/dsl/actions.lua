@@ -182,9 +182,13 @@ log("src MR %s", src.attestation.mr_aggregated)]],
     local hs = { ... }
     return steps.run("capture_attestation " .. names(hs), function(step)
       local r = run()
-      for _, h in ipairs(hs) do
-        require_deployed(h, "capture_attestation")
-        local res = r:rpc(h, "Onboard.GetAttestationInfo", nil, {})
+      for _, h in ipairs(hs) do require_deployed(h, "capture_attestation") end
+      -- The calls go out together (a cluster of many instances), the checks stay in order.
+      local calls = {}
+      for i, h in ipairs(hs) do calls[i] = function() return r:rpc(h, "Onboard.GetAttestationInfo", nil, {}) end end
+      local answers = { task.parallel(table.unpack(calls)) }
+      for i, h in ipairs(hs) do
+        local res = answers[i]
         if not res.ok then checks.failed_call(h, res) end
         for _, f in ipairs({ "device_id", "mr_aggregated", "os_image_hash" }) do
           if type(res.body[f]) ~= "string" or res.body[f] == "" then

@@ -41,8 +41,10 @@ function M.select(cases, selectors, tags)
   else
     for _, sel in ipairs(selectors) do
       local matched = false
+      -- A number selects that case only (not every name containing the digit).
+      local by_id = sel:match("^%d+$")
       for _, c in ipairs(cases) do
-        if tostring(c.id) == sel or c.name == sel or c.name:lower():find(sel:lower(), 1, true) then
+        if tostring(c.id) == sel or c.name == sel or (not by_id and c.name:lower():find(sel:lower(), 1, true)) then
           want[c], matched = true, true
         end
       end

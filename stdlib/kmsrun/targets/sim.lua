@@ -28,6 +28,10 @@ local LISTEN_TIMEOUT = 15
 local function listening(run, h, scheme, nth)
   -- An enclosing deadline (case, run) cuts the wait short; its guard reports it.
   local deadline = time.now() + math.min(LISTEN_TIMEOUT, run:time_left() + 1)
+  -- 2 ms first (an emulator listens within a few ms on an idle machine), backing off to
+  -- 20 ms: many instances starting at once must not spend the CPU they start with on
+  -- re-reading their stdout.
+  local pause = 0.002
   while true do
     local seen = 0
     for url in (fs.read(h.stdout_path) or ""):gmatch("listening on (" .. scheme .. "://[%w%.%-:%[%]]+)") do
@@ -41,7 +45,8 @@ local function listening(run, h, scheme, nth)
     if time.now() > deadline then
       return nil, string.format("%s did not listen within %d s; last log lines:\n%s", h.name, LISTEN_TIMEOUT, tail(h.log_path))
     end
-    time.sleep(0.002)
+    time.sleep(pause)
+    pause = math.min(pause * 1.5, 0.02)
   end
 end
 
