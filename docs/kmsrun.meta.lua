@@ -58,12 +58,12 @@ function teardown(fn) end
 ---@param ... kmsrun.kms
 function deploy(...) end
 
----Waits until every given KMS answers on its real endpoint — never a VM status: in onboard mode `Onboard.GetAttestationInfo` (`GET /health` for an instance deployed with `attestation = false`, which cannot attest), after `finish` `KMS.GetMeta` over TLS; only an HTTP 200 counts. Polls with backoff and shows progress. A trailing options table may set `timeout` (seconds, default from the target: 30 on sim, 600 on vmm), `interval` (first delay, default 0.01), `backoff` (factor, default 1.5) and `max_interval` (default 2). On timeout the step fails with the last answer and the tail of the instance's log.
+---Waits until every given KMS answers on its real endpoint — never a VM status: in onboard mode `Onboard.GetAttestationInfo` (`GET /health` for an instance deployed with `attestation = false`, which cannot attest), after `finish` `KMS.GetMeta` over TLS; only an HTTP 200 counts. Polls with backoff and shows progress. A trailing options table may set `timeout` (seconds, default from the target: 30 on sim, 600 on vmm), `interval` (first delay, default 0.01), `backoff` (factor, default 1.5) and `max_interval` (default 2). On timeout the step fails with the last answer and the tail of the instance's log. A KMS answering `Failed to verify attestation` (it cannot verify its own quote: no trust anchor for its guest agent's signer) fails the step sooner, once that answer has lasted a tenth of the timeout (2 to 30 s).
 ---@param ... kmsrun.kms
 ---@param opts? table
 function wait_ready(..., opts) end
 
----Calls `Onboard.GetAttestationInfo` on each KMS, checks it returns `device_id`, `mr_aggregated` and `os_image_hash`, stores the result as `kms.attestation` (the input of `allow`, `deny_by_mr`) and saves it as evidence `attestation/<name>.json`. Policies must be built from this run's attestation: `mr_aggregated` changes on every redeploy.
+---Calls `Onboard.GetAttestationInfo` on each KMS, checks it returns `device_id`, `mr_aggregated` and `os_image_hash`, stores the result as `kms.attestation` (the input of `allow`, `deny_by_mr`) and saves it as evidence `attestation/<name>.json`. Two KMS reporting the same `mr_aggregated` fail it ("the cases cannot tell them apart"), as does a KMS that cannot verify its own quote; an `os_image_hash` other than the one the target knows is attested gives a warning: `kms.attestation.os_image_hash` is then the attested one (`reported_os_image_hash` keeps the other) and `allow` / `deny_by_mr` of that KMS list both. Policies must be built from this run's attestation: `mr_aggregated` changes on every redeploy.
 ---@param ... kmsrun.kms
 function capture_attestation(...) end
 
@@ -111,7 +111,7 @@ function log(format) end
 ---@param value any
 function save(name, value) end
 
----Marks a value as secret: it is replaced by a `[REDACTED sha256:…]` marker in every transcript, report, log and archive (also its hex and base64 forms). Private keys returned by RPCs are marked automatically. Values shorter than 4 bytes are refused: they cannot be scrubbed without mangling ordinary text.
+---Marks a value as secret: it is replaced by a `[REDACTED sha256:…]` marker in every transcript, report, log and archive and on the terminal, in every form a key or token takes in practice (upper/lower case, hex, base64, base64url; for a PEM key the one-line PEM, the DER in base64/hex and the private scalar in hex); files written before are scrubbed again at the end of the run. Private keys returned by RPCs are marked automatically. Values shorter than 4 bytes are refused: they cannot be scrubbed without mangling ordinary text.
 ---@param value string
 function secret(value) end
 
@@ -160,9 +160,9 @@ function deny_by_mr(...) end
 ---@param opts? table
 function app(name, opts) end
 
----An attested caller for `rpc(..., {client_cert = client})`: a fresh key and its RA-TLS certificate, signed by the temp CA of `opts.kms` (the KMS it will call, in runtime mode: its `KMS.GetTempCaCert` is called, as a CVM does before `GetKmsKey`/`GetAppKey`), carrying the attestation of `kms_or_app` (a deployed `kms` handle — a KMS asking for the keys — or an `app(...)`). The client has `cert`, `key` and the attested identity as hex: `app_id`, `compose_hash`, `instance_id`, `device_id`, `os_image_hash`, `mr_aggregated`, `mr_system`, `tcb_status`, and `vm_config` (what the caller sends as `vm_config`). Targets: sim (from the emulator's identity), local (the simulator's `Attest` over the key; one fixture identity for every caller), vmm (not available: needs an app CVM).
+---An attested caller for `rpc(kms, ..., {client_cert = client})`: a fresh key and its RA-TLS certificate, signed by the temp CA of the KMS it calls (that KMS's `KMS.GetTempCaCert` is called first, as a CVM does before `GetKmsKey`/`GetAppKey`; once per KMS), carrying the attestation of `kms_or_app` (a deployed `kms` handle — a KMS asking for the keys — or an `app(...)`). `opts.kms` issues the certificate for that KMS now (then `client.cert`, `client.key` are set; otherwise each `rpc` issues one for the KMS it calls). The client has the attested identity as hex: `app_id`, `compose_hash`, `instance_id`, `device_id`, `os_image_hash`, `mr_aggregated`, `mr_system`, `tcb_status`, and `vm_config` (what the caller sends as `vm_config`). Targets: sim (from the emulator's identity), local (the simulator's `Attest` over the key; one fixture identity for every caller), vmm (not available: needs an app CVM).
 ---@param kms_or_app table
----@param opts table
+---@param opts? table
 function attested_client(kms_or_app, opts) end
 
 ---A signed `KMS.SignCert` request body for a fresh key, its CSR carrying the attestation of `kms_or_app` (an `app(...)` or a deployed `kms`), as a CVM's guest agent sends it: `{api_version, csr, signature, vm_config}`. `opts`: `subject` (default the name), `alt_names` (list), `usage_server_auth`, `usage_client_auth`, `ext_quote` (put the attestation in the certificate), `ext_app_info`, `not_before`, `not_after` (Unix seconds), `org_name`, `api_version` (1 or 2, default 2), `confirm` (the confirm word, to test its check). The request remembers its key and identity for `expect_cert_chain`.

@@ -7,9 +7,11 @@ runbook {
   description = "Upstream's kms-bootstrap-onboard.md: bootstrap, onboard, trusted runtime RPCs and the deny "
     .. "matrix A (bootstrap), B1 (receiver), B2 (source), C (runtime), plus one deny per auth-simple rule "
     .. "(OS image, device, TCB) so every emulator mutation switch is caught (`kmsrun mutants`). "
-    .. "Attested callers (7.2 GetKmsKey, 7.3 GetAppKey, 7.4 SignCert; cases tagged `attested`) run on sim "
-    .. "(and local, from the simulator's key service); on vmm they need an app CVM, which the vmm target "
-    .. "does not deploy, so there they fail with 'not available on this target': run `--tag guide` on vmm. "
+    .. "Sim only, skipped elsewhere: the attested callers (7.2 GetKmsKey, 7.3 GetAppKey, 7.4 SignCert; tagged "
+    .. "`attested`) tell callers apart, which local cannot (its simulator gives every caller one fixture "
+    .. "identity) and vmm cannot (it would need app CVMs the target does not deploy); OS image verification "
+    .. "(7.3's valid vm_config: the emulator's image server) and B2 by device (a receiver on another machine) "
+    .. "need emulator knobs. "
     .. "Not expressible: the guide's gateway and teepod URL variants (a target's concern, not a case), "
     .. "GetMeta with a minimal webhook lacking chain fields (kmsrun's auth servers always answer them).",
   tags = { "kms", "onboard", "upstream" },
@@ -25,17 +27,22 @@ runbook {
 --     GetKmsKey during onboarding;
 --   auth-dst (kms-dst's webhook) allows kms-src during onboarding, and kms-dst itself
 --     before its trusted runtime RPCs are probed.
--- Both start deny-all. kms-dst runs on another machine (device "rack-2" on sim) so a
--- device rule can tell the two apart.
+-- Both start deny-all.
 local auth_src = auth_server("auth-src")
 local auth_dst = auth_server("auth-dst")
 local src = kms("kms-src", { auth = auth_src })
-local dst = kms("kms-dst", { auth = auth_dst, device = "rack-2" })
+local dst = kms("kms-dst", { auth = auth_dst })
+-- B2 by device (sim): a receiver on another machine (an emulator knob), deployed by that case.
+local rack2 = kms("kms-rack2", { auth = auth_dst, device = "rack-2" })
 -- The guide expects attestation on both (section 2); an instance without it shows
 -- that nothing falls back to an unattested mode.
 local bare = kms("kms-noattest", { auth = auth_src, attestation = false })
 local wallet = app("wallet", { compose = "services: {wallet: {image: wallet:1}}" })
 local intruder = app("intruder", { compose = "services: {intruder: {image: evil:1}}" })
+-- 7.3 (sim): a KMS verifying its callers' OS images (core.image.verify) against an image
+-- server that has only its own image, and an app on an older image.
+local verifier = kms("kms-verifier", { auth = auth_src, image = "dstack-0.5.7-sim", verify_images = { "dstack-0.5.7-sim" } })
+local legacy = app("legacy", { compose = "services: {legacy: {image: legacy:1}}", image = "dstack-0.5.3-sim" })
 
 local function hex0x(v) return "0x" .. tostring(v):gsub("^0x", "") end
 local function att(h, field) return hex0x(h.attestation[field]) end
@@ -78,8 +85,8 @@ case("A: bootstrap is denied while osImages leaves kms-src's image out", { tags 
 end)
 
 case("A: bootstrap is denied on a device the policy does not list", { tags = { "guide" } }, function()
-  set_policy(auth_src, src_policy("kms-src by MR, only kms-dst's device", {
-    kms = { mrAggregated = { att(src, "mr_aggregated") }, devices = { att(dst, "device_id") }, allowAnyDevice = false } }))
+  set_policy(auth_src, src_policy("kms-src by MR, only a device no instance has", {
+    kms = { mrAggregated = { att(src, "mr_aggregated") }, devices = { "0x" .. string.rep("0", 64) }, allowAnyDevice = false } }))
   expect_error(rpc(src, "Onboard.Bootstrap", { domain = var.src_domain }),
     "KMS is not allowed to bootstrap: boot denied: KMS is not allowed to boot on this device")
 end)
@@ -130,13 +137,16 @@ case("B2: kms-src refuses kms-dst as a GetKmsKey caller while auth-src leaves km
   expect_error(res, { contains = '"error": "Boot denied: aggregated MR not allowed"' })
 end)
 
-case("B2: kms-src refuses kms-dst as a caller on a device auth-src does not list", { needs = BOOTSTRAPPED, tags = { "guide" } }, function()
-  onboard_body = { source_url = source_url(src), domain = var.dst_domain }
-  set_policy(auth_src, src_policy("kms-src and kms-dst by MR, only kms-src's device", {
-    kms = { mrAggregated = { att(src, "mr_aggregated"), att(dst, "mr_aggregated") },
+case("B2: kms-src refuses a receiver on a device auth-src does not list", { needs = BOOTSTRAPPED, tags = { "guide" }, targets = { "sim" } }, function()
+  -- Another machine is an emulator knob (kms-rack2's device), hence sim only.
+  deploy(rack2)
+  wait_ready(rack2)
+  capture_attestation(rack2)
+  set_policy(auth_src, src_policy("kms-src and kms-rack2 by MR, only kms-src's device", {
+    kms = { mrAggregated = { att(src, "mr_aggregated"), att(rack2, "mr_aggregated") },
       devices = { att(src, "device_id") }, allowAnyDevice = false } }))
   set_policy(auth_dst, allow(src))
-  expect_error(rpc(dst, "Onboard.Onboard", onboard_body),
+  expect_error(rpc(rack2, "Onboard.Onboard", { source_url = source_url(src), domain = "kms-rack2.example.test" }),
     { contains = '"error": "Boot denied: KMS is not allowed to boot on this device"' })
 end)
 
@@ -166,7 +176,7 @@ case("7.1: GetTempCaCert succeeds on both", { needs = ONBOARDED, tags = { "guide
   expect_ok(rpc(dst, "KMS.GetTempCaCert", nil, { save = "kms-dst-get-temp-ca" }), { "temp_ca_cert", "temp_ca_key", "ca_cert" })
 end)
 
-case("7.2: GetKmsKey succeeds only for an attested, allowed KMS caller", { needs = BOOTSTRAPPED, tags = { "attested" } }, function()
+case("7.2: GetKmsKey succeeds only for an attested, allowed KMS caller", { needs = BOOTSTRAPPED, tags = { "attested" }, targets = { "sim" } }, function()
   expect_error(rpc(src, "KMS.GetKmsKey", { vm_config = "" }), "No attestation provided")
   local caller = attested_client(dst, { kms = src })
   set_policy(auth_src, allow(src))
@@ -177,7 +187,7 @@ case("7.2: GetKmsKey succeeds only for an attested, allowed KMS caller", { needs
     { "temp_ca_key", "keys" })
 end)
 
-case("7.3: GetAppKey serves an attested, registered app, and no other", { needs = BOOTSTRAPPED, tags = { "attested" } }, function()
+case("7.3: GetAppKey serves an attested, registered app, and no other", { needs = BOOTSTRAPPED, tags = { "attested" }, targets = { "sim" } }, function()
   local client = attested_client(wallet, { kms = src })
   local other = attested_client(intruder, { kms = src })
   set_policy(auth_src, allow_apps(allow(src), client))
@@ -187,7 +197,23 @@ case("7.3: GetAppKey serves an attested, registered app, and no other", { needs 
     { "disk_crypt_key", "env_crypt_key", "k256_key", "ca_cert", "gateway_app_id" })
 end)
 
-case("7.4: SignCert signs a valid attested app CSR, and no unregistered app's", { needs = BOOTSTRAPPED, tags = { "attested" } }, function()
+case("7.3: GetAppKey refuses an app whose OS image the KMS cannot verify", { tags = { "attested" }, targets = { "sim" } }, function()
+  -- "valid vm_config" (7.3): with image verification on, the KMS downloads the caller's OS
+  -- image and checks it; the policy allows the app, the verification does not.
+  deploy(verifier)
+  wait_ready(verifier)
+  capture_attestation(verifier)
+  set_policy(auth_src, allow(src, verifier))
+  expect_ok(rpc(verifier, "Onboard.Bootstrap", { domain = "kms-verifier.example.test" }))
+  finish(verifier)
+  wait_ready(verifier)
+  local client = attested_client(legacy, { kms = verifier })
+  set_policy(auth_src, allow_apps(allow(src, verifier), client))
+  expect_error(rpc(verifier, "KMS.GetAppKey", { api_version = 1, vm_config = client.vm_config }, { client_cert = client }),
+    "App not allowed: Failed to verify os image hash: Failed to verify os image hash: Failed to download image: ")
+end)
+
+case("7.4: SignCert signs a valid attested app CSR, and no unregistered app's", { needs = BOOTSTRAPPED, tags = { "attested" }, targets = { "sim" } }, function()
   local req = cert_request(wallet, { subject = "wallet.example.test", alt_names = { "wallet.example.test" }, usage_server_auth = true })
   set_policy(auth_src, allow_apps(allow(src), req))
   expect_error(rpc(src, "KMS.SignCert", cert_request(intruder, { subject = "intruder.example.test" })), "Boot denied: app not registered")

@@ -1,5 +1,7 @@
 -- KMS self-authorization: the five cases of the test guide
--- (shared/seeds/000_bcfdee5aa4e79d81.txt), end to end, on any target.
+-- (shared/seeds/000_bcfdee5aa4e79d81.txt), end to end, on any target; case 4 also
+-- denies by each auth-simple rule, and case 6 (sim only: attested callers) checks the
+-- caller checks the self-checks guard, so `kmsrun mutants` catches every switch.
 runbook {
   description = "KMS self-authorization and quote-required behaviour: bootstrap self-check, "
     .. "receiver-side source check on onboarding, runtime self-check of trusted RPCs, no no-quote mode",
@@ -20,6 +22,20 @@ local src = kms("kms-src", { auth = auth_src })
 local dst = kms("kms-dst", { auth = auth_dst })
 -- Case 5: an instance with no attestation source at all (no guest agent / simulator).
 local bare = kms("kms-noattest", { auth = auth_src, attestation = false })
+-- Case 6: an app CVM's identity (sim: derived like the emulator's own; nothing deployed).
+local intruder = app("intruder", { compose = "services: {intruder: {image: evil:1}}" })
+local legacy = app("legacy", { compose = "services: {legacy: {image: legacy:1}}", image = "dstack-0.5.3-sim" })
+-- Case 6 deploys it (sim only): a KMS verifying its callers' OS images (core.image.verify)
+-- against an image server that has only its own image.
+local verifier = kms("kms-verifier", { auth = auth_src, image = "dstack-0.5.7-sim", verify_images = { "dstack-0.5.7-sim" } })
+
+-- A policy for kms-src's webhook allowing kms-src by MR, with one rule changed.
+local function src_rule(name, over)
+  local config = { osImages = { "0x" .. src.attestation.os_image_hash },
+    kms = { mrAggregated = { "0x" .. src.attestation.mr_aggregated }, devices = {}, allowAnyDevice = true } }
+  for k, v in pairs(over) do config[k] = v end
+  return policy(name, config)
+end
 
 setup("deploy, wait for the onboard endpoints, capture attestation", function()
   deploy(src, dst, bare)
@@ -76,6 +92,15 @@ case("trusted RPCs fail once the running KMS is no longer allowed", { needs = { 
     { save = "sign-cert-denied" }), self_denied)
   -- GetMeta has no self-check: the KMS still answers it, it just refuses trusted work.
   expect_ok(rpc(src, "KMS.GetMeta"))
+  -- Every rule of the policy counts, not only the MR: the OS image, the device, the TCB status.
+  local self_check = "KMS self authorization failed: KMS is not allowed: "
+  set_policy(auth_src, src_rule("kms-src's MR, no OS image", { osImages = {} }))
+  expect_error(rpc(src, "KMS.GetTempCaCert"), self_check .. "OS image is not allowed")
+  set_policy(auth_src, src_rule("kms-src's MR, another device only", { kms = {
+    mrAggregated = { "0x" .. src.attestation.mr_aggregated }, devices = { "0x" .. string.rep("0", 64) }, allowAnyDevice = false } }))
+  expect_error(rpc(src, "KMS.GetTempCaCert"), self_check .. "KMS is not allowed to boot on this device")
+  set_policy(auth_src, src_rule("kms-src's MR, TCB status OutOfDate only", { allowedTcbStatuses = { "OutOfDate" } }))
+  expect_error(rpc(src, "KMS.GetTempCaCert"), self_check .. "TCB status is not allowed")
 end)
 
 case("there is no no-quote mode: attestation is always required", { needs = { "bootstrap succeeds after the KMS is whitelisted" } }, function()
@@ -89,4 +114,30 @@ case("there is no no-quote mode: attestation is always required", { needs = { "b
   local boot = rpc(src, "KMS.GetMeta").body.bootstrap_info
   expect(type(boot) == "table" and #boot.attestation > 0, "kms-src's bootstrap carries an attestation",
     type(boot) == "table" and boot.attestation or "no bootstrap_info")
+end)
+
+case("with the self-check passing, the caller checks still refuse callers the webhook does not allow",
+  { needs = { "bootstrap succeeds after the KMS is whitelisted" }, targets = { "sim" } }, function()
+  -- Attested callers (docs/writing-runbooks.md, "Attested callers") exist on sim; the
+  -- other targets skip this case. kms-src itself is allowed, the callers are not.
+  set_policy(auth_src, allow(src))
+  local caller = attested_client(dst, { kms = src })
+  expect_error(rpc(src, "KMS.GetKmsKey", { vm_config = caller.vm_config }, { client_cert = caller }),
+    "Boot denied: aggregated MR not allowed")
+  local app_client = attested_client(intruder, { kms = src })
+  expect_error(rpc(src, "KMS.GetAppKey", { api_version = 1, vm_config = app_client.vm_config }, { client_cert = app_client }),
+    "App not allowed: Boot denied: app not registered")
+  -- A KMS that verifies OS images refuses a caller whose image it cannot download and
+  -- check, even though the policy allows that app.
+  deploy(verifier)
+  wait_ready(verifier)
+  capture_attestation(verifier)
+  set_policy(auth_src, allow(src, verifier))
+  expect_ok(rpc(verifier, "Onboard.Bootstrap", { domain = "kms-verifier.example.test" }))
+  finish(verifier)
+  wait_ready(verifier)
+  local old_image = attested_client(legacy, { kms = verifier })
+  set_policy(auth_src, allow_apps(allow(src, verifier), old_image))
+  expect_error(rpc(verifier, "KMS.GetAppKey", { api_version = 1, vm_config = old_image.vm_config }, { client_cert = old_image }),
+    "App not allowed: Failed to verify os image hash: Failed to verify os image hash: Failed to download image: ")
 end)

@@ -1,4 +1,5 @@
 #include "fs.h"
+#include "fs_io.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -9,29 +10,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static int fail(char *err, size_t errlen, const char *what, const char *path)
-{
-    int e = errno;
-    snprintf(err, errlen, "%s '%s': %s", what, path, strerror(e));
-    errno = e;
-    return -1;
-}
-
-static int write_all(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-    while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
 
 static void fsync_parent(const char *path)
 {
@@ -51,16 +29,16 @@ int kr_fs_write_atomic(const char *path, const void *data, size_t len, mode_t mo
     snprintf(tmp, n, "%s.tmp.XXXXXX", path);
     int fd = mkstemp(tmp);
     if (fd < 0) {
-        fail(err, errlen, "cannot create", tmp);
+        kr_fs_fail(err, errlen, "cannot create", tmp);
         free(tmp);
         return -1;
     }
-    if (fchmod(fd, mode) != 0 || write_all(fd, data, len) != 0 || fsync(fd) != 0) {
+    if (fchmod(fd, mode) != 0 || kr_fs_write_all(fd, data, len) != 0 || fsync(fd) != 0) {
         int e = errno;
         close(fd);
         unlink(tmp);
         errno = e;
-        fail(err, errlen, "cannot write", path);
+        kr_fs_fail(err, errlen, "cannot write", path);
         free(tmp);
         return -1;
     }
@@ -69,7 +47,7 @@ int kr_fs_write_atomic(const char *path, const void *data, size_t len, mode_t mo
         int e = errno;
         unlink(tmp);
         errno = e;
-        fail(err, errlen, "cannot rename into", path);
+        kr_fs_fail(err, errlen, "cannot rename into", path);
         free(tmp);
         return -1;
     }
@@ -81,12 +59,12 @@ int kr_fs_write_atomic(const char *path, const void *data, size_t len, mode_t mo
 int kr_fs_append(const char *path, const void *data, size_t len, mode_t mode, int sync, char *err, size_t errlen)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, mode);
-    if (fd < 0) return fail(err, errlen, "cannot open", path);
-    if (write_all(fd, data, len) != 0 || (sync && fsync(fd) != 0)) {
+    if (fd < 0) return kr_fs_fail(err, errlen, "cannot open", path);
+    if (kr_fs_write_all(fd, data, len) != 0 || (sync && fsync(fd) != 0)) {
         int e = errno;
         close(fd);
         errno = e;
-        return fail(err, errlen, "cannot append to", path);
+        return kr_fs_fail(err, errlen, "cannot append to", path);
     }
     close(fd);
     return 0;
@@ -101,7 +79,7 @@ int kr_fs_mkdir_p(const char *path, mode_t mode, char *err, size_t errlen)
         char saved = copy[i];
         copy[i] = '\0';
         if (mkdir(copy, mode) != 0 && errno != EEXIST) {
-            fail(err, errlen, "cannot create directory", copy);
+            kr_fs_fail(err, errlen, "cannot create directory", copy);
             free(copy);
             return -1;
         }
@@ -109,10 +87,10 @@ int kr_fs_mkdir_p(const char *path, mode_t mode, char *err, size_t errlen)
     }
     free(copy);
     struct stat st;
-    if (stat(path, &st) != 0) return fail(err, errlen, "cannot create directory", path);
+    if (stat(path, &st) != 0) return kr_fs_fail(err, errlen, "cannot create directory", path);
     if (!S_ISDIR(st.st_mode)) {
         errno = ENOTDIR;
-        return fail(err, errlen, "cannot create directory", path);
+        return kr_fs_fail(err, errlen, "cannot create directory", path);
     }
     return 0;
 }
@@ -131,13 +109,13 @@ void kr_fs_free_names(char **names, size_t count)
 int kr_fs_list_sorted(const char *path, char ***names_out, size_t *count, char *err, size_t errlen)
 {
     DIR *d = opendir(path);
-    if (!d) return fail(err, errlen, "cannot open directory", path);
+    if (!d) return kr_fs_fail(err, errlen, "cannot open directory", path);
     size_t n = 0, cap = 16;
     char **names = malloc(cap * sizeof *names);
     if (!names) {
         closedir(d);
         errno = ENOMEM;
-        return fail(err, errlen, "cannot list directory", path);
+        return kr_fs_fail(err, errlen, "cannot list directory", path);
     }
     struct dirent *e;
     while ((e = readdir(d))) {
@@ -155,7 +133,7 @@ int kr_fs_list_sorted(const char *path, char ***names_out, size_t *count, char *
     if (failed) {
         kr_fs_free_names(names, n);
         errno = ENOMEM;
-        return fail(err, errlen, "cannot list directory", path);
+        return kr_fs_fail(err, errlen, "cannot list directory", path);
     }
     qsort(names, n, sizeof *names, cmp_names);
     *names_out = names;
@@ -166,10 +144,10 @@ int kr_fs_list_sorted(const char *path, char ***names_out, size_t *count, char *
 int kr_fs_remove_tree(const char *path, char *err, size_t errlen)
 {
     struct stat st;
-    if (lstat(path, &st) != 0) return errno == ENOENT ? 0 : fail(err, errlen, "cannot stat", path);
+    if (lstat(path, &st) != 0) return errno == ENOENT ? 0 : kr_fs_fail(err, errlen, "cannot stat", path);
     if (S_ISDIR(st.st_mode)) {
         DIR *d = opendir(path);
-        if (!d) return fail(err, errlen, "cannot open directory", path);
+        if (!d) return kr_fs_fail(err, errlen, "cannot open directory", path);
         struct dirent *e;
         while ((e = readdir(d))) {
             if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
@@ -184,10 +162,10 @@ int kr_fs_remove_tree(const char *path, char *err, size_t errlen)
             }
         }
         closedir(d);
-        if (rmdir(path) != 0) return fail(err, errlen, "cannot remove", path);
+        if (rmdir(path) != 0) return kr_fs_fail(err, errlen, "cannot remove", path);
         return 0;
     }
-    if (unlink(path) != 0) return fail(err, errlen, "cannot remove", path);
+    if (unlink(path) != 0) return kr_fs_fail(err, errlen, "cannot remove", path);
     return 0;
 }
 

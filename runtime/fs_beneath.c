@@ -3,6 +3,7 @@
  * component at a time, each with O_NOFOLLOW: portable to every POSIX system,
  * unlike Linux's openat2(RESOLVE_BENEATH). */
 #include "fs.h"
+#include "fs_io.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -12,29 +13,6 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static int fail(char *err, size_t errlen, const char *what, const char *path)
-{
-    int e = errno;
-    snprintf(err, errlen, "%s '%s': %s", what, path, strerror(e));
-    errno = e;
-    return -1;
-}
-
-static int write_all(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-    while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        p += (size_t)n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
 
 /* ---- Beneath a root directory ------------------------------------------- */
 
@@ -49,7 +27,7 @@ int kr_fs_parent_beneath(const char *root, const char *rel, int mkdirs, const ch
 {
     if (rel[0] == '/' || rel[0] == '\0') return einval(err, errlen, "not a relative path", rel);
     int dfd = open(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (dfd < 0) return fail(err, errlen, "cannot open directory", root);
+    if (dfd < 0) return kr_fs_fail(err, errlen, "cannot open directory", root);
     const char *p = rel;
     for (;;) {
         const char *slash = strchr(p, '/');
@@ -58,7 +36,7 @@ int kr_fs_parent_beneath(const char *root, const char *rel, int mkdirs, const ch
         if (n >= sizeof comp) {
             close(dfd);
             errno = ENAMETOOLONG;
-            return fail(err, errlen, "cannot open", rel);
+            return kr_fs_fail(err, errlen, "cannot open", rel);
         }
         memcpy(comp, p, n);
         comp[n] = '\0';
@@ -82,7 +60,7 @@ int kr_fs_parent_beneath(const char *root, const char *rel, int mkdirs, const ch
                 int e = errno;
                 close(dfd);
                 errno = e;
-                return fail(err, errlen, "cannot create directory in", rel);
+                return kr_fs_fail(err, errlen, "cannot create directory in", rel);
             }
             next = openat(dfd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         }
@@ -91,7 +69,7 @@ int kr_fs_parent_beneath(const char *root, const char *rel, int mkdirs, const ch
         if (next < 0) {
             /* O_NOFOLLOW|O_DIRECTORY on a link: ELOOP or ENOTDIR; say what it is. */
             errno = (e == ENOTDIR || e == ELOOP) ? ELOOP : e;
-            return fail(err, errlen, "cannot open (a symbolic link or not a directory on the way?)", rel);
+            return kr_fs_fail(err, errlen, "cannot open (a symbolic link or not a directory on the way?)", rel);
         }
         dfd = next;
     }
@@ -107,7 +85,7 @@ int kr_fs_open_beneath(const char *root, const char *rel, int flags, mode_t mode
     close(dfd);
     if (fd < 0) {
         errno = e;
-        return fail(err, errlen, e == ELOOP ? "refusing to follow the symbolic link" : "cannot open", rel);
+        return kr_fs_fail(err, errlen, e == ELOOP ? "refusing to follow the symbolic link" : "cannot open", rel);
     }
     return fd;
 }
@@ -128,15 +106,15 @@ int kr_fs_write_beneath(const char *root, const char *rel, const void *data, siz
         int e = errno;
         close(dfd);
         errno = e;
-        return fail(err, errlen, "cannot create a temp file for", rel);
+        return kr_fs_fail(err, errlen, "cannot create a temp file for", rel);
     }
-    if (fchmod(fd, mode) != 0 || write_all(fd, data, len) != 0 || fsync(fd) != 0) {
+    if (fchmod(fd, mode) != 0 || kr_fs_write_all(fd, data, len) != 0 || fsync(fd) != 0) {
         int e = errno;
         close(fd);
         unlinkat(dfd, tmp, 0);
         close(dfd);
         errno = e;
-        return fail(err, errlen, "cannot write", rel);
+        return kr_fs_fail(err, errlen, "cannot write", rel);
     }
     close(fd);
     /* rename replaces a link at rel itself: its target is never written. */
@@ -145,7 +123,7 @@ int kr_fs_write_beneath(const char *root, const char *rel, const void *data, siz
         unlinkat(dfd, tmp, 0);
         close(dfd);
         errno = e;
-        return fail(err, errlen, "cannot rename into", rel);
+        return kr_fs_fail(err, errlen, "cannot rename into", rel);
     }
     fsync(dfd);
     close(dfd);
@@ -160,14 +138,14 @@ int kr_fs_append_beneath(const char *root, const char *rel, const void *data, si
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(fd);
         errno = EINVAL;
-        return fail(err, errlen, "not a regular file", rel);
+        return kr_fs_fail(err, errlen, "not a regular file", rel);
     }
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-    if (write_all(fd, data, len) != 0 || (sync && fsync(fd) != 0)) {
+    if (kr_fs_write_all(fd, data, len) != 0 || (sync && fsync(fd) != 0)) {
         int e = errno;
         close(fd);
         errno = e;
-        return fail(err, errlen, "cannot append to", rel);
+        return kr_fs_fail(err, errlen, "cannot append to", rel);
     }
     close(fd);
     return 0;
@@ -188,7 +166,7 @@ int kr_fs_mkdir_beneath(const char *root, const char *rel, mode_t mode, char *er
     close(dfd);
     if (r != 0) {
         errno = e;
-        return fail(err, errlen, "cannot create directory", rel);
+        return kr_fs_fail(err, errlen, "cannot create directory", rel);
     }
     return 0;
 }
@@ -196,25 +174,25 @@ int kr_fs_mkdir_beneath(const char *root, const char *rel, mode_t mode, char *er
 int kr_fs_lock(const char *path, const char *text, char *err, size_t errlen)
 {
     int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0600);
-    if (fd < 0) return fail(err, errlen, errno == ELOOP ? "refusing to follow the symbolic link" : "cannot open", path);
+    if (fd < 0) return kr_fs_fail(err, errlen, errno == ELOOP ? "refusing to follow the symbolic link" : "cannot open", path);
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(fd);
         errno = EINVAL;
-        return fail(err, errlen, "not a regular file", path);
+        return kr_fs_fail(err, errlen, "not a regular file", path);
     }
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         int e = errno;
         close(fd);
         errno = e == EWOULDBLOCK ? EWOULDBLOCK : e;
-        return fail(err, errlen, "cannot lock", path);
+        return kr_fs_fail(err, errlen, "cannot lock", path);
     }
     if (text) {
-        if (ftruncate(fd, 0) != 0 || write_all(fd, text, strlen(text)) != 0) {
+        if (ftruncate(fd, 0) != 0 || kr_fs_write_all(fd, text, strlen(text)) != 0) {
             int e = errno;
             close(fd);
             errno = e;
-            return fail(err, errlen, "cannot write", path);
+            return kr_fs_fail(err, errlen, "cannot write", path);
         }
     }
     return 0; /* fd stays open on purpose: the lock lives as long as the process */

@@ -44,83 +44,12 @@ static void push_bytes(lua_State *L, kr_bytes *b)
     kr_bytes_free(b);
 }
 
-/* The options table at arg (an empty one when absent), checked for unknown names. */
-static int opts_arg(lua_State *L, int arg, const char *fn, const char *const known[])
-{
-    char where[48];
-    snprintf(where, sizeof where, "crypto.%s", fn);
-    if (lua_isnoneornil(L, arg)) {
-        lua_settop(L, arg);
-        lua_newtable(L);
-        lua_replace(L, arg);
-        return arg;
-    }
-    if (!lua_istable(L, arg)) misuse(L, fn, "options must be a table, got %s", luaL_typename(L, arg));
-    kr_check_opts(L, arg, where, known);
-    return arg;
-}
-
-/* Options are read raw: no metamethod runs, and every string we point to
- * stays anchored in the options table until the primitive returns. */
-static int opt_get(lua_State *L, int opts, const char *key)
+/* A field that may take several types (a subject string or table, one PEM or a
+ * list), read raw like every option (register.h) and left on the stack. */
+static int raw_field(lua_State *L, int opts, const char *key)
 {
     lua_pushstring(L, key);
     return lua_rawget(L, opts);
-}
-
-static const char *opt_string(lua_State *L, int opts, const char *fn, const char *key, size_t *len)
-{
-    int t = opt_get(L, opts, key);
-    const char *s = NULL;
-    if (t == LUA_TSTRING) s = lua_tolstring(L, -1, len);
-    else if (t != LUA_TNIL) misuse(L, fn, "option '%s' must be a string, got %s", key, lua_typename(L, t));
-    lua_pop(L, 1);
-    return s;
-}
-
-static int opt_bool(lua_State *L, int opts, const char *fn, const char *key, int def)
-{
-    int t = opt_get(L, opts, key), v = def;
-    if (t == LUA_TBOOLEAN) v = lua_toboolean(L, -1);
-    else if (t != LUA_TNIL) misuse(L, fn, "option '%s' must be a boolean, got %s", key, lua_typename(L, t));
-    lua_pop(L, 1);
-    return v;
-}
-
-static double opt_number(lua_State *L, int opts, const char *fn, const char *key, double def)
-{
-    int t = opt_get(L, opts, key);
-    double v = def;
-    if (t == LUA_TNUMBER) v = lua_tonumber(L, -1);
-    else if (t != LUA_TNIL) misuse(L, fn, "option '%s' must be a number, got %s", key, lua_typename(L, t));
-    lua_pop(L, 1);
-    if (!isfinite(v)) misuse(L, fn, "option '%s' must be a finite number", key);
-    return v;
-}
-
-/* An integer option in [lo, hi]; *present tells whether it was given. */
-static lua_Integer opt_integer(lua_State *L, int opts, const char *fn, const char *key, lua_Integer lo,
-                               lua_Integer hi, int *present)
-{
-    int t = opt_get(L, opts, key), isint = 0;
-    lua_Integer v = t == LUA_TNUMBER ? lua_tointegerx(L, -1, &isint) : 0;
-    lua_pop(L, 1);
-    *present = t != LUA_TNIL;
-    if (t != LUA_TNIL && (!isint || v < lo || v > hi))
-        misuse(L, fn, "option '%s' must be an integer in [%lld, %lld]", key, (long long)lo, (long long)hi);
-    return v;
-}
-
-/* Push the list option `key` (a table) and return its stack index, or 0 when absent. */
-static int opt_list(lua_State *L, int opts, const char *fn, const char *key)
-{
-    int t = opt_get(L, opts, key);
-    if (t == LUA_TNIL) {
-        lua_pop(L, 1);
-        return 0;
-    }
-    if (t != LUA_TTABLE) misuse(L, fn, "option '%s' must be a list, got %s", key, lua_typename(L, t));
-    return lua_gettop(L);
 }
 
 /* --- randomness, digests, encodings ------------------------------------ */
@@ -340,7 +269,7 @@ static size_t subject_table(lua_State *L, int idx, const kr_dn_entry **out)
     kr_dn_entry *e = lua_newuserdatauv(L, (n ? n : 1) * sizeof *e, 0);
     size_t k = 0;
     for (int i = 0; order[i]; i++) {
-        if (opt_get(L, idx, order[i]) == LUA_TSTRING) e[k++] = (kr_dn_entry){order[i], lua_tostring(L, -1)};
+        if (raw_field(L, idx, order[i]) == LUA_TSTRING) e[k++] = (kr_dn_entry){order[i], lua_tostring(L, -1)};
         lua_pop(L, 1); /* still anchored by the subject table */
     }
     size_t first_other = k;
@@ -359,7 +288,7 @@ static size_t subject_table(lua_State *L, int idx, const kr_dn_entry **out)
 
 static size_t cert_subject(lua_State *L, int opts, const kr_dn_entry **out)
 {
-    int t = opt_get(L, opts, "subject");
+    int t = raw_field(L, opts, "subject");
     *out = NULL;
     if (t == LUA_TNIL) return 0;
     int idx = lua_gettop(L);
@@ -370,7 +299,7 @@ static size_t cert_subject(lua_State *L, int opts, const kr_dn_entry **out)
 
 static size_t cert_san(lua_State *L, int opts, const char *const **out)
 {
-    int list = opt_list(L, opts, "cert", "san");
+    int list = kr_opt_table(L, opts, "san", "a list");
     size_t n = list ? lua_rawlen(L, list) : 0;
     const char **v = lua_newuserdatauv(L, (n ? n : 1) * sizeof *v, 0);
     for (size_t i = 0; i < n; i++) {
@@ -385,7 +314,7 @@ static size_t cert_san(lua_State *L, int opts, const char *const **out)
 
 static unsigned cert_key_usage(lua_State *L, int opts)
 {
-    int list = opt_list(L, opts, "cert", "key_usage");
+    int list = kr_opt_table(L, opts, "key_usage", "a list");
     unsigned flags = 0;
     for (lua_Integer i = 1; list && i <= (lua_Integer)lua_rawlen(L, list); i++) {
         unsigned f = lua_rawgeti(L, list, i) == LUA_TSTRING ? kr_crypto_key_usage_flag(lua_tostring(L, -1)) : 0;
@@ -401,7 +330,7 @@ static unsigned cert_key_usage(lua_State *L, int opts)
 
 static unsigned cert_ext_key_usage(lua_State *L, int opts)
 {
-    int list = opt_list(L, opts, "cert", "ext_key_usage");
+    int list = kr_opt_table(L, opts, "ext_key_usage", "a list");
     unsigned flags = 0;
     for (lua_Integer i = 1; list && i <= (lua_Integer)lua_rawlen(L, list); i++) {
         unsigned f = lua_rawgeti(L, list, i) == LUA_TSTRING ? kr_crypto_ext_key_usage_flag(lua_tostring(L, -1)) : 0;
@@ -417,7 +346,7 @@ static unsigned cert_ext_key_usage(lua_State *L, int opts)
 static size_t cert_extensions(lua_State *L, int opts, const kr_ext_spec **out)
 {
     static const char *const fields[] = {"oid", "value", "critical", NULL};
-    int list = opt_list(L, opts, "cert", "extensions");
+    int list = kr_opt_table(L, opts, "extensions", "a list");
     size_t n = list ? lua_rawlen(L, list) : 0;
     kr_ext_spec *v = lua_newuserdatauv(L, (n ? n : 1) * sizeof *v, 0);
     for (size_t i = 0; i < n; i++) {
@@ -429,9 +358,9 @@ static size_t cert_extensions(lua_State *L, int opts, const kr_ext_spec **out)
         char fn[80];
         snprintf(fn, sizeof fn, "crypto.cert: %s", where);
         kr_check_opts(L, e, fn, fields);
-        v[i].oid = opt_string(L, e, "cert", "oid", NULL);
-        v[i].value = (const unsigned char *)opt_string(L, e, "cert", "value", &v[i].len);
-        v[i].critical = opt_bool(L, e, "cert", "critical", 0);
+        v[i].oid = kr_opt_string(L, e, "extensions.oid", NULL, NULL);
+        v[i].value = (const unsigned char *)kr_opt_string(L, e, "extensions.value", NULL, &v[i].len);
+        v[i].critical = kr_opt_bool(L, e, "extensions.critical", 0);
         if (!v[i].oid || !v[i].value) misuse(L, "cert", "%s needs both 'oid' and 'value'", where);
         lua_pop(L, 1);
     }
@@ -447,24 +376,24 @@ static int l_cert(lua_State *L)
     if (!lua_istable(L, 1)) misuse(L, "cert", "options must be a table, got %s", luaL_typename(L, 1));
     lua_settop(L, 1);
     luaL_checkstack(L, 32, NULL);
-    int opts = opts_arg(L, 1, "cert", known), present = 0;
+    int opts = kr_opts(L, 1, "crypto.cert", known), present = 0;
     kr_cert_spec s = {0};
-    s.key_pem = opt_string(L, opts, "cert", "key", &s.key_len);
+    s.key_pem = kr_opt_string(L, opts, "key", NULL, &s.key_len);
     if (!s.key_pem) misuse(L, "cert", "option 'key' is required");
-    s.issuer_cert_pem = opt_string(L, opts, "cert", "issuer_cert", &s.issuer_cert_len);
-    s.issuer_key_pem = opt_string(L, opts, "cert", "issuer_key", &s.issuer_key_len);
+    s.issuer_cert_pem = kr_opt_string(L, opts, "issuer_cert", NULL, &s.issuer_cert_len);
+    s.issuer_key_pem = kr_opt_string(L, opts, "issuer_key", NULL, &s.issuer_key_len);
     if (!s.issuer_cert_pem != !s.issuer_key_pem)
         misuse(L, "cert", "options 'issuer_cert' and 'issuer_key' go together (omit both to self-sign)");
-    s.ca = opt_bool(L, opts, "cert", "ca", 0);
-    s.pathlen = (long)opt_integer(L, opts, "cert", "pathlen", 0, INT_MAX, &present);
+    s.ca = kr_opt_bool(L, opts, "ca", 0);
+    s.pathlen = (long)kr_opt_integer(L, opts, "pathlen", 0, INT_MAX, 0, &present);
     if (!present) s.pathlen = -1;
     else if (!s.ca) misuse(L, "cert", "option 'pathlen' requires ca = true");
-    double days = opt_number(L, opts, "cert", "days", 3650);
-    double offset = opt_number(L, opts, "cert", "not_before_offset", 0);
+    double days = kr_opt_number(L, opts, "days", 3650);
+    double offset = kr_opt_number(L, opts, "not_before_offset", 0);
     if (fabs(days) > 1e6 || fabs(offset) > 1e11) misuse(L, "cert", "validity period out of range");
     s.lifetime = (int64_t)llround(days * 86400);
     s.not_before_offset = (int64_t)floor(offset);
-    s.serial = (uint64_t)opt_integer(L, opts, "cert", "serial", 1, LUA_MAXINTEGER, &s.has_serial);
+    s.serial = (uint64_t)kr_opt_integer(L, opts, "serial", 1, LUA_MAXINTEGER, 0, &s.has_serial);
     s.key_usage = cert_key_usage(L, opts);
     s.ext_key_usage = cert_ext_key_usage(L, opts);
     s.n_subject = cert_subject(L, opts, &s.subject);
@@ -543,8 +472,8 @@ static int l_split_pem(lua_State *L)
     static const char *const known[] = {"label", NULL};
     size_t len, label_len = 0;
     const char *text = arg_bytes(L, 1, "split_pem", "bundle", &len);
-    int opts = opts_arg(L, 2, "split_pem", known);
-    const char *label = opt_string(L, opts, "split_pem", "label", &label_len);
+    int opts = kr_opts(L, 2, "crypto.split_pem", known);
+    const char *label = kr_opt_string(L, opts, "label", NULL, &label_len);
     kr_pem_block *blocks;
     size_t n;
     if (kr_crypto_split_pem(text, len, &blocks, &n) != 0) misuse(L, "split_pem", "out of memory");
@@ -565,7 +494,7 @@ static int l_split_pem(lua_State *L)
  * string; NULL when absent. */
 static const char *opt_pems(lua_State *L, int opts, const char *key, size_t *len)
 {
-    int t = opt_get(L, opts, key);
+    int t = raw_field(L, opts, key);
     if (t == LUA_TNIL) return NULL;
     if (t == LUA_TTABLE) {
         int list = lua_gettop(L);
@@ -591,9 +520,9 @@ static int l_verify_chain(lua_State *L)
     size_t len, roots_len = 0, inter_len = 0;
     const char *cert = arg_bytes(L, 1, "verify_chain", "cert_pem", &len);
     if (!lua_istable(L, 2)) misuse(L, "verify_chain", "options must be a table, got %s", luaL_typename(L, 2));
-    int opts = opts_arg(L, 2, "verify_chain", known), has_time;
+    int opts = kr_opts(L, 2, "crypto.verify_chain", known), has_time;
     lua_settop(L, opts);
-    lua_Integer at = opt_integer(L, opts, "verify_chain", "time", 0, LUA_MAXINTEGER, &has_time);
+    lua_Integer at = kr_opt_integer(L, opts, "time", 0, LUA_MAXINTEGER, 0, &has_time);
     const char *roots = opt_pems(L, opts, "roots", &roots_len);
     if (!roots) misuse(L, "verify_chain", "option 'roots' is required");
     const char *inter = opt_pems(L, opts, "intermediates", &inter_len);

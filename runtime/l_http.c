@@ -29,42 +29,6 @@ static const char *const tls_opts[] = {"ca", "cert", "key", "insecure", "verify_
 
 /* ---- argument checking -------------------------------------------------- */
 
-/* [-0, +1, e] Push field key of the table at idx; raise unless it is nil or of type t. */
-static int get_opt(lua_State *L, int idx, const char *key, int t, const char *prefix)
-{
-    int got = lua_isnoneornil(L, idx) ? (lua_pushnil(L), LUA_TNIL) : lua_getfield(L, idx, key);
-    if (got != LUA_TNIL && got != t)
-        luaL_error(L, WHERE ": option '%s%s' must be a %s, got %s", prefix, key, lua_typename(L, t),
-                   lua_typename(L, got));
-    return got != LUA_TNIL;
-}
-
-/* [-0, +1, e] The value stays on the stack, which keeps the returned string
- * alive even if the options table is a proxy that made it up. */
-static const char *opt_string(lua_State *L, int idx, const char *key, const char *prefix, size_t *len)
-{
-    const char *s = NULL;
-    if (len) *len = 0;
-    if (get_opt(L, idx, key, LUA_TSTRING, prefix)) s = lua_tolstring(L, -1, len);
-    return s;
-}
-
-static double opt_number(lua_State *L, int idx, const char *key, double def)
-{
-    double v = def;
-    if (get_opt(L, idx, key, LUA_TNUMBER, "")) v = lua_tonumber(L, -1);
-    lua_pop(L, 1);
-    return v;
-}
-
-static int opt_bool(lua_State *L, int idx, const char *key, const char *prefix, int def)
-{
-    int v = def;
-    if (get_opt(L, idx, key, LUA_TBOOLEAN, prefix)) v = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    return v;
-}
-
 /* RFC 9110 token characters: what a method or a header name may contain. */
 static int is_token(const char *s)
 {
@@ -82,17 +46,13 @@ static double check_seconds(lua_State *L, const char *key, double v)
     return v;
 }
 
-/* [-0, +1|2, e] Read opts.headers into an array that lives in a userdata
+/* [-0, +(0|1), e] Read opts.headers into an array that lives in a userdata
  * left on the stack (so a later raise leaks nothing). Number values become
  * strings, kept alive in the same userdata's user value. */
 static void read_headers(lua_State *L, int opts, kr_http_request *req)
 {
-    if (!get_opt(L, opts, "headers", LUA_TTABLE, "")) {
-        lua_pop(L, 1);
-        lua_pushnil(L);
-        return;
-    }
-    int src = lua_gettop(L);
+    int src = kr_opt_table(L, opts, "headers", "a table");
+    if (!src) return;
     size_t n = 0;
     lua_pushnil(L);
     while (lua_next(L, src)) {
@@ -124,25 +84,23 @@ static void read_headers(lua_State *L, int opts, kr_http_request *req)
         i++;
     }
     lua_settop(L, keep - 1); /* the table anchors the names, the userdata the rest */
+    lua_remove(L, src);
     req->headers = h;
     req->nheaders = i;
 }
 
-/* [-0, +4|1, e] Read opts.tls into req; its values stay on the stack. */
+/* [-0, +(0|1), e] Read opts.tls into req; the table stays on the stack. */
 static void read_tls(lua_State *L, int opts, kr_http_request *req)
 {
     req->verify_host = 1;
-    if (!get_opt(L, opts, "tls", LUA_TTABLE, "")) {
-        lua_pop(L, 1);
-        return;
-    }
-    int t = lua_gettop(L);
+    int t = kr_opt_table(L, opts, "tls", "a table");
+    if (!t) return;
     kr_check_opts(L, t, WHERE ": tls", tls_opts);
-    req->ca_pem = opt_string(L, t, "ca", "tls.", &req->ca_len);
-    req->cert_pem = opt_string(L, t, "cert", "tls.", &req->cert_len);
-    req->key_pem = opt_string(L, t, "key", "tls.", &req->key_len);
-    req->insecure = opt_bool(L, t, "insecure", "tls.", 0);
-    req->verify_host = opt_bool(L, t, "verify_host", "tls.", 1);
+    req->ca_pem = kr_opt_string(L, t, "tls.ca", NULL, &req->ca_len);
+    req->cert_pem = kr_opt_string(L, t, "tls.cert", NULL, &req->cert_len);
+    req->key_pem = kr_opt_string(L, t, "tls.key", NULL, &req->key_len);
+    req->insecure = kr_opt_bool(L, t, "tls.insecure", 0);
+    req->verify_host = kr_opt_bool(L, t, "tls.verify_host", 1);
     if (!req->cert_pem != !req->key_pem) luaL_error(L, WHERE ": tls.cert and tls.key must be given together");
 }
 
@@ -158,24 +116,16 @@ static void read_request(lua_State *L, kr_http_request *req)
     char err[512];
     if (kr_http_check_url(req->url, err, sizeof err) != 0) luaL_error(L, WHERE ": %s", err);
 
-    req->method = opt_string(L, 2, "method", "", NULL);
+    req->method = kr_opt_string(L, 2, "method", NULL, NULL);
     if (req->method && !is_token(req->method))
         luaL_error(L, WHERE ": method must be an HTTP token such as GET or POST, got '%s'", req->method);
-    req->body = opt_string(L, 2, "body", "", &req->body_len);
-    req->timeout = check_seconds(L, "timeout", opt_number(L, 2, "timeout", 30));
-    req->connect_timeout = check_seconds(L, "connect_timeout", opt_number(L, 2, "connect_timeout", 10));
-    req->unix_socket = opt_string(L, 2, "unix_socket", "", NULL);
+    req->body = kr_opt_string(L, 2, "body", NULL, &req->body_len);
+    req->timeout = check_seconds(L, "timeout", kr_opt_number(L, 2, "timeout", 30));
+    req->connect_timeout = check_seconds(L, "connect_timeout", kr_opt_number(L, 2, "connect_timeout", 10));
+    req->unix_socket = kr_opt_string(L, 2, "unix_socket", NULL, NULL);
     if (req->unix_socket && !*req->unix_socket) luaL_error(L, WHERE ": option 'unix_socket' must not be empty");
-    req->fresh = opt_bool(L, 2, "fresh", "", 0);
-    if (get_opt(L, 2, "max_body", LUA_TNUMBER, "")) {
-        lua_Integer n = 0;
-        if (!lua_isinteger(L, -1) || (n = lua_tointeger(L, -1)) < 0)
-            luaL_error(L, WHERE ": option 'max_body' must be a byte count >= 0");
-        req->max_body = (size_t)n;
-    } else {
-        req->max_body = DEFAULT_MAX_BODY;
-    }
-    lua_pop(L, 1);
+    req->fresh = kr_opt_bool(L, 2, "fresh", 0);
+    req->max_body = (size_t)kr_opt_integer(L, 2, "max_body", 0, LUA_MAXINTEGER, DEFAULT_MAX_BODY, NULL);
     read_tls(L, 2, req);
     read_headers(L, 2, req);
 }

@@ -291,47 +291,6 @@ static int server_tostring(lua_State *L)
     return 1;
 }
 
-/* [-0, +0, e] Option `key` of the table at idx if it has type `type`; nil
- * gives 0, another type raises. The value is left on the stack (+1) when found.
- * `prefix` names the sub-table in messages ("tls."). */
-static int opt(lua_State *L, int idx, const char *prefix, const char *key, int type)
-{
-    if (!lua_istable(L, idx)) return 0;
-    int t = lua_getfield(L, idx, key);
-    if (t == type) return 1;
-    if (t != LUA_TNIL)
-        luaL_error(L, "httpd.listen: option '%s%s' must be a %s, got %s", prefix, key, lua_typename(L, type),
-                   lua_typename(L, t));
-    lua_pop(L, 1);
-    return 0;
-}
-
-/* [-0, +0, e] A string option, or NULL; it stays referenced by the options table. */
-static const char *opt_string(lua_State *L, int idx, const char *prefix, const char *key, size_t *len)
-{
-    *len = 0;
-    if (!opt(L, idx, prefix, key, LUA_TSTRING)) return NULL;
-    const char *s = lua_tolstring(L, -1, len);
-    lua_pop(L, 1);
-    return s;
-}
-
-static lua_Number opt_number(lua_State *L, int idx, const char *key, lua_Number def)
-{
-    if (!opt(L, idx, "", key, LUA_TNUMBER)) return def;
-    lua_Number v = lua_tonumber(L, -1);
-    lua_pop(L, 1);
-    return v;
-}
-
-static int opt_bool(lua_State *L, int idx, const char *prefix, const char *key)
-{
-    if (!opt(L, idx, prefix, key, LUA_TBOOLEAN)) return 0;
-    int v = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    return v;
-}
-
 static int l_listen(lua_State *L)
 {
     static const char *const known[] = {"host", "port", "tls", "max_body", NULL};
@@ -343,29 +302,17 @@ static int l_listen(lua_State *L)
     kr_check_opts(L, 1, "httpd.listen", known);
 
     kr_httpd_config cfg = {0};
-    size_t len;
-    cfg.host = opt_string(L, 1, "", "host", &len);
-    if (!cfg.host) cfg.host = "127.0.0.1";
-    lua_Number port = opt_number(L, 1, "port", 0);
-    if (!(port >= 0 && port <= 65535) || port != floor(port))
-        return luaL_error(L, "httpd.listen: port must be an integer from 0 to 65535, got %s",
-                          luaL_tolstring(L, (lua_getfield(L, 1, "port"), -1), NULL));
-    cfg.port = (int)port;
-    lua_Number max_body = opt_number(L, 1, "max_body", DEFAULT_MAX_BODY);
-    if (!(max_body >= 0 && max_body <= 1e15) || max_body != floor(max_body))
-        return luaL_error(L, "httpd.listen: max_body must be a non-negative integer");
-    cfg.max_body = (size_t)max_body;
+    cfg.host = kr_opt_string(L, 1, "host", "127.0.0.1", NULL);
+    cfg.port = (int)kr_opt_integer(L, 1, "port", 0, 65535, 0, NULL);
+    cfg.max_body = (size_t)kr_opt_integer(L, 1, "max_body", 0, (lua_Integer)1e15, DEFAULT_MAX_BODY, NULL);
 
-    int tls = 0;
-    if (lua_istable(L, 1) && lua_getfield(L, 1, "tls") != LUA_TNIL) {
-        if (!lua_istable(L, -1))
-            return luaL_error(L, "httpd.listen: option 'tls' must be a table, got %s", luaL_typename(L, -1));
-        tls = lua_gettop(L);
+    int tls = kr_opt_table(L, 1, "tls", "a table");
+    if (tls) {
         kr_check_opts(L, tls, "httpd.listen: tls", tls_known);
-        cfg.cert_pem = opt_string(L, tls, "tls.", "cert", &cfg.cert_len);
-        cfg.key_pem = opt_string(L, tls, "tls.", "key", &cfg.key_len);
-        cfg.client_ca_pem = opt_string(L, tls, "tls.", "client_ca", &cfg.client_ca_len);
-        cfg.require_client_cert = opt_bool(L, tls, "tls.", "require_client_cert");
+        cfg.cert_pem = kr_opt_string(L, tls, "tls.cert", NULL, &cfg.cert_len);
+        cfg.key_pem = kr_opt_string(L, tls, "tls.key", NULL, &cfg.key_len);
+        cfg.client_ca_pem = kr_opt_string(L, tls, "tls.client_ca", NULL, &cfg.client_ca_len);
+        cfg.require_client_cert = kr_opt_bool(L, tls, "tls.require_client_cert", 0);
         if (!cfg.cert_pem || !cfg.key_pem) return luaL_error(L, "httpd.listen: tls needs both cert and key");
         if (cfg.require_client_cert && !cfg.client_ca_pem)
             return luaL_error(L, "httpd.listen: tls.require_client_cert needs tls.client_ca");

@@ -3,6 +3,7 @@
 #include "register.h"
 
 #include <lauxlib.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -94,6 +95,14 @@ int kr_fail(lua_State *L, const char *code, const char *fmt, ...)
     return 3;
 }
 
+/* The field a key names: "tls.cert" is field "cert" (of the nested table at idx). */
+static const char *field_of(const char *key)
+{
+    const char *dot = strrchr(key, '.');
+    return dot ? dot + 1 : key;
+}
+
+/* [-0, +1, e] Push the option raw (nil when the options are absent). */
 static int opt_field(lua_State *L, int idx, const char *key)
 {
     if (lua_isnoneornil(L, idx)) {
@@ -101,7 +110,16 @@ static int opt_field(lua_State *L, int idx, const char *key)
         return LUA_TNIL;
     }
     luaL_checktype(L, idx, LUA_TTABLE);
-    return lua_getfield(L, idx, key);
+    idx = lua_absindex(L, idx);
+    lua_pushstring(L, field_of(key));
+    return lua_rawget(L, idx);
+}
+
+/* [-1, +0, e] Pop the pushed option and raise: it is of the wrong type. */
+static void opt_wrong(lua_State *L, const char *key, const char *want, int got)
+{
+    lua_pop(L, 1);
+    kr_error(L, "option '%s' must be %s, got %s", key, want, lua_typename(L, got));
 }
 
 const char *kr_opt_string(lua_State *L, int idx, const char *key, const char *def, size_t *len)
@@ -112,10 +130,7 @@ const char *kr_opt_string(lua_State *L, int idx, const char *key, const char *de
         if (len) *len = def ? strlen(def) : 0;
         return def;
     }
-    if (t != LUA_TSTRING) {
-        lua_pop(L, 1);
-        kr_error(L, "option '%s' must be a string, got %s", key, lua_typename(L, t));
-    }
+    if (t != LUA_TSTRING) opt_wrong(L, key, "a string", t);
     /* The string stays alive: it is referenced by the options table. */
     const char *s = lua_tolstring(L, -1, len);
     lua_pop(L, 1);
@@ -129,13 +144,24 @@ lua_Number kr_opt_number(lua_State *L, int idx, const char *key, lua_Number def)
         lua_pop(L, 1);
         return def;
     }
-    if (t != LUA_TNUMBER) {
-        lua_pop(L, 1);
-        kr_error(L, "option '%s' must be a number, got %s", key, lua_typename(L, t));
-    }
+    if (t != LUA_TNUMBER) opt_wrong(L, key, "a number", t);
     lua_Number v = lua_tonumber(L, -1);
     lua_pop(L, 1);
+    if (!isfinite(v)) kr_error(L, "option '%s' must be a finite number", key);
     return v;
+}
+
+lua_Integer kr_opt_integer(lua_State *L, int idx, const char *key, lua_Integer lo, lua_Integer hi,
+                           lua_Integer def, int *present)
+{
+    int t = opt_field(L, idx, key), isint = 0;
+    if (t != LUA_TNIL && t != LUA_TNUMBER) opt_wrong(L, key, "an integer", t);
+    lua_Integer v = t == LUA_TNUMBER ? lua_tointegerx(L, -1, &isint) : def;
+    lua_pop(L, 1);
+    if (present) *present = t != LUA_TNIL;
+    if (t != LUA_TNIL && (!isint || v < lo || v > hi))
+        kr_error(L, "option '%s' must be an integer in [%lld, %lld]", key, (long long)lo, (long long)hi);
+    return t == LUA_TNIL ? def : v;
 }
 
 int kr_opt_bool(lua_State *L, int idx, const char *key, int def)
@@ -145,13 +171,21 @@ int kr_opt_bool(lua_State *L, int idx, const char *key, int def)
         lua_pop(L, 1);
         return def;
     }
-    if (t != LUA_TBOOLEAN) {
-        lua_pop(L, 1);
-        kr_error(L, "option '%s' must be a boolean, got %s", key, lua_typename(L, t));
-    }
+    if (t != LUA_TBOOLEAN) opt_wrong(L, key, "a boolean", t);
     int v = lua_toboolean(L, -1);
     lua_pop(L, 1);
     return v;
+}
+
+int kr_opt_table(lua_State *L, int idx, const char *key, const char *what)
+{
+    int t = opt_field(L, idx, key);
+    if (t == LUA_TNIL) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    if (t != LUA_TTABLE) opt_wrong(L, key, what, t);
+    return lua_gettop(L);
 }
 
 static size_t edit_distance(const char *a, const char *b)
@@ -199,4 +233,16 @@ void kr_check_opts(lua_State *L, int idx, const char *func, const char *const kn
             luaL_error(L, "%s: unknown option '%s'", func, k);
         }
     }
+}
+
+int kr_opts(lua_State *L, int idx, const char *func, const char *const known[])
+{
+    if (lua_isnoneornil(L, idx)) {
+        lua_settop(L, idx);
+        lua_newtable(L);
+        lua_replace(L, idx);
+        return idx;
+    }
+    kr_check_opts(L, idx, func, known);
+    return idx;
 }

@@ -41,12 +41,14 @@ local USAGE = [[usage: kmsrun script fake_vmm.lua [--port 0] [options]
   --fail-boot NAME     VMs whose name contains NAME fail to boot (boot_error)
   --kms-fault SPEC     passed to every emulator as --fault SPEC (e.g. slow=Onboard.Onboard:5)
   --boot-step S, --listen-delay S   timing of the fake boot
+  --version V          what Version answers (default main; a release version also drops GetMeta)
+  --networking MODE    GetMeta's default networking mode (default user; bridge)
   --record FILE        append every prpc request ({method, body}) to FILE as JSON lines
 ]]
 
 local function parse(args)
   local o = { port = 0, images = {}, kms_faults = {}, boot_step = 0.05, listen_delay = 0.3, port_range = {},
-    port_mapping = true, removing_delay = 0.3 }
+    port_mapping = true, removing_delay = 0.3, version = "main", networking = "user" }
   local i = 1
   while i <= #args do
     local a, v = args[i], args[i + 1]
@@ -72,6 +74,8 @@ local function parse(args)
     elseif a == "--fail-boot" then o.fail_boot = need()
     elseif a == "--kms-fault" then o.kms_faults[#o.kms_faults + 1] = need()
     elseif a == "--record" then o.record = need()
+    elseif a == "--version" then o.version = need()
+    elseif a == "--networking" then o.networking = need()
     elseif a == "-h" or a == "--help" then o.help = true
     else error("unknown option " .. a, 0) end
     i = i + 1

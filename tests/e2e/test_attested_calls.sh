@@ -17,7 +17,7 @@ else
 fi
 
 for row in "skip-kms-caller-check 2,4,5,6" "skip-app-check 8,11" "auth-ignore-device 4" \
-           "auth-ignore-os-image 5" "auth-ignore-tcb-status 6" "skip-os-image-verification 9"; do
+           "auth-ignore-os-image 5" "auth-ignore-tcb-status 6" "skip-os-image-verification 9" "skip-os-image-fill 13"; do
   set -- $row
   run "mutation $1 fails the run" 1 "$KMSRUN" -q --keep-going --out "$WORK/m-$1" --var sim_mutation="$1" "$RUNBOOK"
   if $PY - "$WORK/m-$1/report.json" "$2" <<'PYEOF'

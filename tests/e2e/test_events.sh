@@ -67,9 +67,9 @@ assert kinds[0] == "run_start" and kinds[-1] == "run_end", (kinds[0], kinds[-1])
 assert kinds.count("run_start") == 1 and kinds.count("run_end") == 1
 assert evs[0]["schema"] == "kmsrun-events/1" and evs[0]["target"] == "sim" and evs[0]["output"] == out
 ends = [e for e in evs if e["event"] == "case_end"]
-assert [(e["id"], e["status"]) for e in ends] == [(i, "passed") for i in range(1, 6)], ends
+assert [(e["id"], e["status"]) for e in ends] == [(i, "passed") for i in range(1, 7)], ends
 starts = [e["id"] for e in evs if e["event"] == "case_start"]
-assert starts == [1, 2, 3, 4, 5], starts
+assert starts == [1, 2, 3, 4, 5, 6], starts
 # case_start ... case_end bracket their steps; step_start/step_end alternate.
 open_case, open_step = None, None
 for e in evs:
@@ -90,13 +90,13 @@ for e in pol:
     assert hashlib.sha256(open(os.path.join(out, e["file"]), "rb").read()).hexdigest() == e["sha256"], e["file"]
 report = json.load(open(os.path.join(out, "report.json")))
 assert kinds.count("cleanup") == len(report["cleanup"])
-assert kinds.count("deploy") == 3 and kinds.count("ready") >= 3
+assert kinds.count("deploy") == 4 and kinds.count("ready") >= 4
 last = evs[-1]
-assert (last["status"], last["exit_code"], last["passed"], last["failed"], last["skipped"]) == ("passed", 0, 5, 0, 0), last
+assert (last["status"], last["exit_code"], last["passed"], last["failed"], last["skipped"]) == ("passed", 0, 6, 0, 0), last
 steps = sum(len(c["steps"]) for c in report["cases"]) + len(report["setup"]["steps"])
 assert kinds.count("step_end") == steps, (kinds.count("step_end"), steps)
 PYEOF
-then ok "sequence: run_start, setup steps, 5 x (case_start ... case_end passed), cleanups, run_end; consistent with the output directory"
+then ok "sequence: run_start, setup steps, 6 x (case_start ... case_end passed), cleanups, run_end; consistent with the output directory"
 else not_ok "event sequence"; fi
 
 # No private key in the stream: none of the keys the emulator handed out (PEM body
@@ -154,7 +154,7 @@ assert [ends[i]["status"] for i in (1, 2, 3)] == ["passed"] * 3
 assert ends[4]["status"] == "failed" and ends[4]["code"] == "EXPECTATION" and "expect_error KMS.GetTempCaCert" in ends[4]["error"]
 assert 5 not in ends or ends[5]["status"] == "skipped", ends.get(5)
 last = evs[-1]
-assert last["event"] == "run_end" and (last["status"], last["exit_code"], last["passed"], last["failed"], last["skipped"]) == ("failed", 1, 3, 1, 1), last
+assert last["event"] == "run_end" and (last["status"], last["exit_code"], last["passed"], last["failed"], last["skipped"]) == ("failed", 1, 3, 1, 2), last
 PYEOF
 then ok "failing step_end: status failed, code EXPECTATION, expected and actual (HTTP 200) of the GetTempCaCert check; run_end failed/1"
 else not_ok "failing run events"; fi

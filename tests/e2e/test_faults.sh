@@ -158,7 +158,7 @@ SIGINT during case 3             | 130 | SIGINT received                        
 SIGTERM during case 3            | 130 | SIGTERM received                            | self_auth | fault=slow=Onboard.Onboard:60 signal=TERM@... rpc kms-dst Onboard.Onboard
 SIGINT during archive (teardown) | 130 | SIGINT received                             | mini      | env=FAULT_TEARDOWN_SLEEP=60 signal=INT@file:evidence.tar.gz
 SIGTERM during archive (teardown)| 130 | SIGTERM received                            | mini      | env=FAULT_TEARDOWN_SLEEP=60 signal=TERM@file:evidence.tar.gz
-SIGKILL in case 3, then cleanup  | 137 | case 3/5                                    | self_auth | fault=slow=Onboard.Onboard:60 signal=KILL@... rpc kms-dst Onboard.Onboard cleanup
+SIGKILL in case 3, then cleanup  | 137 | case 3/6                                    | self_auth | fault=slow=Onboard.Onboard:60 signal=KILL@... rpc kms-dst Onboard.Onboard cleanup
 runbook syntax error             | 2   | syntax_error.lua:3:                         | syntax_error | noout
 runtime error inside a case      | 2   | attempt to index a nil value                | runtime_error |
 wrong arguments at load time     | 2   | unknown option 'attestaton' (did you mean 'attestation'?) | bad_argument | noout

@@ -1,6 +1,7 @@
 #!/bin/bash
 # kmsrun mutants: every emulator mutation switch is caught by a case of
-# runbooks/self_auth.lua (table in the output, mutants.json agrees); a runbook with
+# runbooks/self_auth.lua and of runbooks/bootstrap_onboard.lua (table in the output,
+# mutants.json agrees; a failure caused by an earlier one is not a catch); a runbook with
 # a case no switch fails is reported as such, and its uncaught switches exit 1; a
 # runbook that fails unmutated exits 1; an unknown switch is a usage error.
 . "$(dirname "$0")/lib.sh"
@@ -23,16 +24,23 @@ assert m["uncaught"] == [], m["uncaught"]
 PYEOF
 }
 
-for rb in self_auth; do
+for rb in self_auth bootstrap_onboard; do
   [ -f "$SRC/runbooks/$rb.lua" ] || continue
   run "mutants $rb.lua: every switch caught" 0 "$KMSRUN" mutants --out "$WORK/m-$rb" "$SRC/runbooks/$rb.lua"
   expect_output "$rb: matrix header" "mutation matrix (X: the case fails under the switch; x: "
   expect_output "$rb: verdict" "every switch ($n_switches) is caught by at least one case"
   if check_matrix "$rb" "$WORK/m-$rb"; then ok "$rb: mutants.json lists all $n_switches switches, each caught"
   else not_ok "$rb: mutants.json" "$(cat "$WORK/m-$rb/mutants.json")"; fi
+  cp "$WORK/out" "$WORK/out-$rb"
 done
-grep -q "skip-receiver-source-check .* caught by 3$" "$WORK/out" && ok "self_auth: the receiver check is caught by case 3 only" \
-  || not_ok "self_auth: the receiver check is caught by case 3 only" "$(cat "$WORK/out")"
+grep -q "skip-receiver-source-check .* caught by 3$" "$WORK/out-self_auth" && ok "self_auth: the receiver check is caught by case 3 only" \
+  || not_ok "self_auth: the receiver check is caught by case 3 only" "$(cat "$WORK/out-self_auth")"
+# A consequence is not a catch: under the bootstrap switch, self_auth's later cases fail
+# only because case 1 bootstrapped (x), and bootstrap_onboard's B1 alone catches the receiver check.
+grep -q "skip-bootstrap-self-check  .*X  x  x  x  x  x   caught by 1$" "$WORK/out-self_auth" && ok "self_auth: consequences of case 1 marked x" \
+  || not_ok "self_auth: consequences of case 1 marked x" "$(grep skip-bootstrap "$WORK/out-self_auth")"
+grep -q "skip-receiver-source-check .* caught by 7$" "$WORK/out-bootstrap_onboard" && ok "bootstrap_onboard: the receiver check is caught by B1 (case 7) only" \
+  || not_ok "bootstrap_onboard: receiver check caught by B1 only" "$(grep skip-receiver "$WORK/out-bootstrap_onboard")"
 
 # A case that nothing can fail, and switches nothing catches.
 mkdir -p "$WORK/weak"

@@ -10,7 +10,7 @@ SELF=$SRC/runbooks/self_auth.lua
 
 run "plan self_auth.lua" 0 "$KMSRUN" plan "$SELF"
 expect_output "header" "self_auth.lua on target sim: nothing is started"
-expect_output "all cases" "cases: all 5"
+expect_output "all cases" "cases: all 6"
 expect_output "case 1" 'case 1 "bootstrap is denied when the KMS itself is not allowed":'
 expect_output "case 2 and its needs" 'case 2 "bootstrap succeeds after the KMS is whitelisted" (needs case 1):'
 expect_output "case 3" 'case 3 "the receiver rejects onboarding from a denied source KMS" (needs case 2):'
@@ -31,7 +31,7 @@ expect_output "auth servers" "auth-src  in-process on loopback, initial policy d
 expect_output "cleanup of a kms" "remove kms-noattest from target sim"
 expect_output "cleanup of an auth server" "stop auth server auth-src"
 n=$(grep -cE '^case [0-9] "' "$WORK/out")
-if [ "$n" -eq 5 ]; then ok "5 cases listed"; else not_ok "5 cases listed" "got $n"; fi
+if [ "$n" -eq 6 ]; then ok "6 cases listed"; else not_ok "6 cases listed" "got $n"; fi
 
 run "--var overrides a default" 0 "$KMSRUN" plan --var src_domain=other.example.test "$SELF"
 if grep -qE '^  src_domain +"other\.example\.test" +\(--var; read at lines' "$WORK/out"; then ok "value and origin"
@@ -39,7 +39,7 @@ else not_ok "value and origin" "$(grep src_domain "$WORK/out")"; fi
 expect_output "used in the steps" '{domain="other.example.test"}'
 
 run "--case 3 plans case 3 and what it needs" 0 "$KMSRUN" plan --case 3 "$SELF"
-expect_output "the selection" "cases: 1, 2, 3 of 5 (the selection and the cases it needs)"
+expect_output "the selection" "cases: 1, 2, 3 of 6 (the selection and the cases it needs)"
 if grep -q '^case [45] ' "$WORK/out"; then not_ok "cases 4 and 5 left out" "$(grep '^case' "$WORK/out")"; else ok "cases 4 and 5 left out"; fi
 run "--case with no match" 2 "$KMSRUN" plan --case nothing-like-this "$SELF"
 expect_output "says so" "no case matches --case nothing-like-this"

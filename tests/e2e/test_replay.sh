@@ -20,7 +20,7 @@ replay_json() {
 # 1. A passing run replays as passing, from the directory and from the archive.
 run "self_auth passes on sim" 0 "$KMSRUN" -q --out "$WORK/ok" "$RUNBOOK"
 run "replay of the passing run exits 0" 0 "$KMSRUN" replay "$WORK/ok"
-expect_output "summary: 5 cases replayed as passed" "replayed: 5 passed, 0 failed, 0 skipped"
+expect_output "summary: 6 cases replayed as passed" "replayed: 6 passed, 0 failed, 0 skipped"
 expect_output "agrees with the recording" "the replay agrees with the recorded verdicts"
 expect_output "manifest checked" "files match MANIFEST.sha256"
 expect_output "an expect_error re-checked against its transcript entry" \
@@ -29,7 +29,7 @@ replay_json "$WORK/ok"
 if [ $rcode -eq 0 ] && $PY - "$WORK/replay.json" "$WORK/ok/report.json" <<'PYEOF'
 import json, sys
 r = json.load(open(sys.argv[1])); rep = json.load(open(sys.argv[2]))
-assert r["summary"] == {"passed": 5, "failed": 0, "skipped": 0}, r["summary"]
+assert r["summary"] == {"passed": 6, "failed": 0, "skipped": 0}, r["summary"]
 e = r["expectations"]
 # Every expect_error / expect_ok / expect_eq step of the report was re-checked, none unlinked.
 n = sum(1 for c in rep["cases"] for s in c["steps"] if s["name"].split(" ")[0] in ("expect_error", "expect_ok", "expect_eq"))
@@ -41,7 +41,7 @@ PYEOF
 then ok "--json: every expectation step of the report re-checked against a transcript entry, all held"
 else not_ok "--json result of the passing run" "exit $rcode" "$(head -c 600 "$WORK/replay.json")"; fi
 run "replay of evidence.tar.gz exits 0" 0 "$KMSRUN" replay -q "$WORK/ok/evidence.tar.gz"
-expect_output "the archive replays the same" "replayed: 5 passed, 0 failed, 0 skipped"
+expect_output "the archive replays the same" "replayed: 6 passed, 0 failed, 0 skipped"
 
 # 2. Mutations: replay reports the same failing case as the recording, offline.
 for row in "skip-bootstrap-self-check 1" "skip-receiver-source-check 3" "skip-runtime-self-check 4" "allow-no-quote 5"; do
@@ -66,7 +66,7 @@ done
 run "replay of a failing run exits 1" 1 "$KMSRUN" replay "$WORK/m-skip-runtime-self-check"
 expect_output "the failing expectation, expected and actual" "[FAIL] expect_error KMS.GetTempCaCert"
 expect_output "expected text" 'expected: an RPC error starting with "KMS self authorization failed: KMS is not allowed: aggregated MR not allowed"'
-expect_output "case 4 FAILED" "replayed: 3 passed, 1 failed, 1 skipped"
+expect_output "case 4 FAILED" "replayed: 3 passed, 1 failed, 2 skipped"
 
 # 3. An edited transcript: the verdict is re-evaluated, not copied from the report.
 cp -r "$WORK/ok" "$WORK/edited"

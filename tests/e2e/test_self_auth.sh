@@ -1,5 +1,5 @@
 #!/bin/bash
-# runbooks/self_auth.lua on the sim target: all five cases pass; the report, the
+# runbooks/self_auth.lua on the sim target: all six cases pass; the report, the
 # JUnit file (read by a real consumer), the archive and its manifest are right;
 # no private key handed out by the emulator reaches the output; and each of the
 # emulator's mutation switches is caught by exactly the case that checks it.
@@ -9,18 +9,18 @@ PY=/usr/bin/python3
 RUNBOOK=$SRC/runbooks/self_auth.lua
 
 run "self_auth passes on sim" 0 "$KMSRUN" --out "$WORK/ok" --var sim_leak_keys_to="$WORK/leaked-keys" "$RUNBOOK"
-expect_output "summary line" "cases: 5 passed, 0 failed, 0 skipped"
+expect_output "summary line" "cases: 6 passed, 0 failed, 0 skipped"
 
 if $PY - "$WORK/ok/report.json" <<'PYEOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
 assert r["status"] == "passed" and r["exit_code"] == 0 and r["target"] == "sim", r["status"]
-assert [c["status"] for c in r["cases"]] == ["passed"] * 5
+assert [c["status"] for c in r["cases"]] == ["passed"] * 6
 assert all(c["steps"] and all(s["status"] == "passed" for s in c["steps"]) for c in r["cases"])
-assert r["summary"] == {"passed": 5, "failed": 0, "skipped": 0}
+assert r["summary"] == {"passed": 6, "failed": 0, "skipped": 0}
 assert any(s.get("policies") for c in r["cases"] for s in c["steps"]), "steps record the policies in force"
 PYEOF
-then ok "report.json: five passed cases with their steps"; else not_ok "report.json content"; fi
+then ok "report.json: six passed cases with their steps"; else not_ok "report.json content"; fi
 
 if $PY - "$WORK/ok/junit.xml" <<'PYEOF'
 import sys
@@ -30,10 +30,10 @@ suites = list(xml)
 assert len(suites) == 1, suites
 suite = suites[0]
 cases = list(suite)
-assert suite.tests == 5 and suite.failures == 0 and suite.errors == 0, (suite.tests, suite.failures)
-assert len(cases) == 5 and all(c.is_passed for c in cases), [c.result for c in cases]
+assert suite.tests == 6 and suite.failures == 0 and suite.errors == 0, (suite.tests, suite.failures)
+assert len(cases) == 6 and all(c.is_passed for c in cases), [c.result for c in cases]
 PYEOF
-then ok "junit.xml read by junitparser: 5 passing test cases"; else not_ok "junit.xml not accepted by junitparser"; fi
+then ok "junit.xml read by junitparser: 6 passing test cases"; else not_ok "junit.xml not accepted by junitparser"; fi
 
 perms=$(find "$WORK/ok" -printf '%m %y\n' | sort -u | tr '\n' ' ')
 case "$perms" in

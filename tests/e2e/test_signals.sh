@@ -37,7 +37,7 @@ for sig in INT TERM; do
   kpid=$!
   # The console names a step when it ends, so the case's start is the sign: its
   # two policy flips take milliseconds, then the slowed Onboard is in flight for 30 s.
-  if wait_for "$WORK/run-$sig.log" "case 3/5"; then
+  if wait_for "$WORK/run-$sig.log" "case 3/6"; then
     sleep 1
     pids=$(grep -o 'process [0-9]*' "$out/ledger.ndjson" | awk '{print $2}' | sort -u | tr '\n' ' ')
     kill -"$sig" "$kpid"

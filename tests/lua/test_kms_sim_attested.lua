@@ -116,6 +116,14 @@ T.test("SignCert: a real CSR gets a chain that verifies against the KMS CA", fun
   -- The app CA is derived per app: the same app gets the same CA key, another app another.
   local again = sign_cert(h, (app:cert_request({ subject = "x" }))).json.certificate_chain
   T.eq(crypto.parse_cert(again[2]).public_key_der, ca.public_key_der)
+  -- Validity and organisation from the request.
+  local now = os.time()
+  local timed = sign_cert(h, (app:cert_request({ subject = "t", org_name = "Wallet Inc", not_before = now - 60, not_after = now + 3600 })))
+  T.eq(timed.status, 200, timed.body)
+  local t = crypto.parse_cert(timed.json.certificate_chain[1])
+  T.ok(math.abs(t.not_before - (now - 60)) <= 2 and math.abs(t.not_after - (now + 3600)) <= 2, "validity as requested")
+  T.eq(t.subject_fields.O, "Wallet Inc")
+  T.eq(t.extensions[A.OID], nil, "no attestation without ext_quote")
   -- V1 requests are upgraded and signed too.
   local v1 = sign_cert(h, (app:cert_request({ subject = "v1" }, 1)))
   T.eq(v1.status, 200, v1.body)
@@ -287,9 +295,11 @@ T.test("one registry lists every switch with its emulator and description", func
   end
   for _, name in ipairs { "skip-bootstrap-self-check", "skip-receiver-source-check", "skip-runtime-self-check",
     "allow-no-quote", "skip-kms-caller-check", "skip-app-check", "auth-ignore-os-image", "auth-ignore-device",
-    "auth-ignore-tcb-status" } do
+    "auth-ignore-tcb-status", "skip-os-image-verification", "skip-os-image-fill" } do
     T.ok(seen[name], name .. " is registered")
   end
+  T.eq(registry.find("skip-os-image-fill").knob, "old_format_cert")
+  T.eq(registry.find("skip-os-image-verification").knob, "verify_images")
   local split = assert(registry.split("skip-app-check,auth-ignore-device"))
   T.eq(split.kms[1], "skip-app-check"); T.eq(split.auth[1], "auth-ignore-device")
   T.match(select(2, registry.split("nope")), "^unknown mutation 'nope'")

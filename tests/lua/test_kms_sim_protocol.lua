@@ -11,7 +11,7 @@ local fs = require "kmsrun.fs"
 local http = require "kmsrun.http"
 local cjson = require "cjson.safe"
 local PB = require "kmsrun.lib.protobuf"
-local messages = require "kmsrun.emu.kms.messages"
+local messages = require "kmsrun.kms.messages"
 local A = require "kmsrun.emu.kms.attestation"
 
 -- Runs one table row against instance h.

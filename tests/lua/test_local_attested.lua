@@ -1,4 +1,4 @@
--- Attested callers on the local target (targets/local_attested.lua) against a fake
+-- Attested callers on the local target (targets/local/attested.lua) against a fake
 -- guest-agent socket (tests/fakes/guest-agent-attest.py): the caller's key is what gets
 -- attested (RA-TLS report data), the attestation lands under PHALA_RATLS_ATTESTATION in a
 -- certificate signed by the given temp CA, the identity comes from Info, and a V2 CSR
@@ -10,7 +10,7 @@ local proc = require "kmsrun.proc"
 local time = require "kmsrun.time"
 local cjson = require "cjson.safe"
 local csr = require "kmsrun.kms.csr"
-local L = require "kmsrun.targets.local_attested"
+local L = require "kmsrun.targets.local.attested"
 
 local SRC = assert(os.getenv("KMSRUN_SOURCE_DIR"), "KMSRUN_SOURCE_DIR is not set")
 local dir = assert(fs.tmpdir("local-attested"))
@@ -26,8 +26,10 @@ end
 T.test("start the fake guest agent", function()
   fake = assert(proc.spawn({ "python3", SRC .. "/tests/fakes/guest-agent-attest.py", sock, log }, { cwd = dir }))
   local deadline = time.now() + 10
-  while not fs.exists(sock) do
-    assert(time.now() < deadline and fake:running(), "the fake guest agent did not create its socket")
+  -- The socket file appears at bind(), a moment before listen(): wait for an answer.
+  local http = require "kmsrun.http"
+  while not (fs.exists(sock) and http.request("http://localhost/none", { method = "POST", unix_socket = sock, timeout = 2 })) do
+    assert(time.now() < deadline and fake:running(), "the fake guest agent did not answer on its socket")
     time.sleep(0.02)
   end
 end)
@@ -78,7 +80,7 @@ T.test("emulator knobs are refused by the real-KMS targets", function()
   T.match(knobs.refuse({ name = "k", spec = { device = "rack-2" } }, "local"), "option device is an emulator knob, not available on the local target")
   T.match(knobs.refuse({ name = "k", spec = { old_format_cert = true } }, "vmm"), "not available on the vmm target")
   -- Wired into both targets' deploy.
-  for _, m in ipairs { "kmsrun.targets.local", "kmsrun.targets.vmm.target" } do
+  for _, m in ipairs { "kmsrun.targets.local.target", "kmsrun.targets.vmm.target" } do
     local ok, err = require(m).deploy({}, { name = "k", spec = { tcb_status = "OutOfDate" } })
     T.eq(ok, nil); T.match(err, "tcb_status is an emulator knob")
   end

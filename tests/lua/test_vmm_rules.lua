@@ -44,6 +44,24 @@ T.test("host ports: the VMM's range is enforced; vmm_port_range keeps kmsrun ins
   fake:stop()
 end, { timeout = 90 })
 
+T.test("a port the VMM reports as clashing is retried on another one in the range", function()
+  local fake = H.fake_vmm({ "--record", H.tmpdir("rec") .. "/requests" })
+  local cf = compose.build { name = "holder", kms_image = "x/y:z", webhook_url = "http://10.0.2.2:1" }
+  -- A stopped VM holds three of the five ports (nothing listens on them here: only the VMM knows).
+  local held = {}
+  for i, vm_port in ipairs({ 8000, 8090, 9000 }) do
+    held[i] = { protocol = "tcp", host_address = "127.0.0.1", host_port = 15200 + i - 1, vm_port = vm_port }
+  end
+  assert(fake.client:call("CreateVm", { name = "holder", image = "dstack-0.5.7", compose_file = cf.compose_file,
+    ports = held, stopped = true }))
+  local r = H.kmsrun(vmm_args(fake, { "--var", "vmm_port_range=15200-15204" }))
+  T.eq(r.code, 0, r.output)
+  local rec = record(r)
+  local got = { math.min(rec.host_port, rec.guest_agent_port), math.max(rec.host_port, rec.guest_agent_port) }
+  T.eq(got, { 15203, 15204 }, "the two ports the VMM does not hold")
+  fake:stop()
+end)
+
 T.test("ports: ranges parse, picks stay inside and above 1023, errors are classified", function()
   local rs = assert(ports.parse_range("1-20000"))
   for _ = 1, 50 do
@@ -94,6 +112,16 @@ T.test("an image without boot progress (N/A) is not waited on: readiness is prob
   fake:stop()
 end)
 
+T.test("a kms_image tagged below 0.5.9 is flagged (self-authorization needs dstack-kms >= 0.5.9)", function()
+  local fake = H.fake_vmm()
+  local args = vmm_args(fake)
+  for i, a in ipairs(args) do if a:match("^kms_image=") then args[i] = "kms_image=example.test/dstack-kms:0.5.8" end end
+  local r = H.kmsrun(args)
+  T.eq(r.code, 0, r.output)
+  T.contains(r.output, "older than dstack-kms 0.5.9")
+  fake:stop()
+end)
+
 T.test("the plain dstack-X.Y.Z image is preferred to nvidia and dev ones of the same version", function()
   local fake = H.fake_vmm({ "--image", "dstack-nvidia-0.5.8", "--image", "dstack-dev-0.5.8", "--image", "dstack-0.5.8",
     "--image", "dstack-0.5.7", "--image", "dstack-nvidia-dev-0.5.9" })
@@ -141,6 +169,20 @@ T.test("auth addresses: where the CVM reaches the auth servers, and combinations
   T.ok(not ok, "remote VMM with loopback forwards")
   T.contains(err, "vmm_forward_address")
   T.ok(network.check(run { auth_bind = "0.0.0.0", auth_advertise = "192.0.2.7", vmm_forward_address = "0.0.0.0" }, true, auths))
+end)
+
+T.test("the VMM's version is recorded; bridge networking (GetMeta) without auth_advertise is refused", function()
+  local fake = H.fake_vmm({ "--version", "0.5.6" })
+  local r = H.kmsrun(vmm_args(fake))
+  T.eq(r.code, 0, r.output)
+  T.eq(record(r).vmm_version, "0.5.6")
+  fake:stop()
+  fake = H.fake_vmm({ "--networking", "bridge" })
+  r = H.kmsrun(vmm_args(fake))
+  T.eq(r.code, 3, r.output)
+  T.contains(r.output, "bridge networking (GetMeta)")
+  T.eq(#fake:processes(), 0)
+  fake:stop()
 end)
 
 T.test("fake API parity: app_id null, a second port, Basic with the token, removing, is_dev", function()

@@ -41,3 +41,14 @@ T.test("a 5 MB error is capped everywhere; a table error keeps its value; contro
   T.contains(r.stdout, "red \\u001b[31mALERT\\u001b[0m\\rover")
   fs.remove(dir)
 end)
+
+T.test("a deadline that had already passed is never 'timed out after -0.0044 s'", function()
+  local deadlines = require "kmsrun.run.deadlines"
+  local time = require "kmsrun.time"
+  local run = setmetatable({ deadlines = {}, run_deadline = time.now() - 0.0044 }, { __index = deadlines.methods })
+  local ok, err = pcall(run.guard, run, 5, "step 'late'", function() time.sleep(0.5) end)
+  T.eq(ok, false)
+  T.ok(deadlines.is_timeout(err), "a timeout: " .. tostring(err))
+  T.ok(not tostring(err):find("after %-"), tostring(err))
+  T.contains(tostring(err), "step 'late' timed out: its deadline had already passed")
+end)

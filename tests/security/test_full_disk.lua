@@ -59,3 +59,21 @@ T.test("--events /dev/full: the loss is reported once and the run fails", functi
   T.eq(fs.stat("/dev/full").mode, before.mode, "the device's mode is untouched")
   fs.remove(dir)
 end)
+
+T.test("an output directory that cannot be written is refused at once, naming the cause", function()
+  local dir = kit.tmpdir()
+  assert(fs.write(dir .. "/one.lua", 'runbook { description = "one" }\ncase("one", function() log("x") end)\n'))
+  -- Only kmsrun is limited (no file may grow past 0 bytes); its output goes through a
+  -- pipe to cat, which writes the captured file unlimited.
+  local p <close> = assert(proc.spawn({ "sh", "-c",
+    'trap "" XFSZ; { (ulimit -f 0 && exec "$@") 2>&1; echo $? >&3; } 3>"$STATUS" | cat', "sh",
+    proc.exe(), dir .. "/one.lua", "--out", dir .. "/out" },
+    { stdout = dir .. "/l.out", cwd = dir, env = { STATUS = dir .. "/status" } }))
+  p:wait(60)
+  local out = fs.read(dir .. "/l.out") or ""
+  T.eq(tonumber((fs.read(dir .. "/status") or ""):match("%d+")), 2, out)
+  T.contains(out, "cannot create the output directory: cannot write in " .. dir .. "/out")
+  T.contains(out, "File too large")
+  T.ok(not out:find("cannot execute", 1, true), out)
+  fs.remove(dir)
+end)

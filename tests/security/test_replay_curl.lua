@@ -69,3 +69,36 @@ T.test("hostile names and a tampered transcript: the curl script runs no injecte
   T.contains(args, "/'$(touch PWNED_turl2)'", "the tampered URL reached curl as one word")
   fs.remove(dir)
 end)
+
+T.test("random hostile transcript fields: sh runs exactly the curl commands and nothing else", function()
+  local curl = require "kmsrun.cli.replay.curl"
+  local dir = kit.tmpdir()
+  local alphabet = { "'", '"', "$", "`", ";", "\n", "\r", " ", "|", "&", "(", ")", "#", "\\", "a", "Z", "/", ":",
+    "$(", "'\\''", "\t", "\0", "\27", "%", "!", "*", "~", "{", "}", "<", ">" }
+  math.randomseed(12)
+  local function hostile()
+    local t = {}
+    for i = 1, math.random(0, 24) do t[i] = alphabet[math.random(#alphabet)] end
+    return table.concat(t)
+  end
+  local entries = {}
+  for i = 1, 300 do
+    entries[i] = { seq = math.random() < 0.9 and i or hostile(), case = hostile(), step = hostile(),
+      method = math.random() < 0.2 and "GET /finish" or "Onboard.Bootstrap",
+      url = "http://127.0.0.1:1/" .. hostile(), request = math.random() < 0.5 and hostile() or { v = hostile() },
+      status = 200, response = { r = hostile() } }
+  end
+  local script = curl.script({ path = "/out\n" .. hostile() }, entries, {})
+  local commands = 0
+  for line in script:gmatch("[^\n]*") do
+    if line:match("^curl ") then commands = commands + 1
+    else T.ok(line == "" or line:match("^#"), "every other line is a comment: " .. line) end
+  end
+  T.ok(commands > 20, commands .. " commands written (entries with control characters in a URL or body are comments)")
+  T.eq(run_script(dir, script), 0, fs.read(dir .. "/sh.out"))
+  T.eq(fs.read(dir .. "/sh.out") or "", "", "sh ran nothing but curl (no 'not found', no syntax error)")
+  local _, calls = (fs.read(dir .. "/curl.args") or ""):gsub("%-sS\n", "")
+  T.eq(calls, commands, "one curl call per command line")
+  T.eq(pwned(dir), nil)
+  fs.remove(dir)
+end)

@@ -1,4 +1,6 @@
 -- Command-line parsing for `kmsrun [options] RUNBOOK.lua`.
+local argv = require "kmsrun.lib.argv"
+
 local M = {}
 
 M.usage = [[
@@ -9,6 +11,8 @@ usage: kmsrun [options] RUNBOOK.lua
        kmsrun plan [--case SEL] RUNBOOK.lua    show what would run, start nothing
        kmsrun doc [NAME]               the runbook author reference
        kmsrun replay OUTDIR [--curl]   re-check a recorded run offline (--curl: its RPCs as curl commands)
+       kmsrun mutants RUNBOOK.lua      every case under every emulator mutation switch (sim): which case
+                                       catches which switch; exit 1 if a switch is caught by none
        kmsrun serve auth|kms-sim ...   run the auth-policy server or the KMS emulator
        kmsrun test FILE...             run Lua test files
        kmsrun script FILE [ARGS...]    run a plain Lua file (host modules available)
@@ -40,8 +44,8 @@ local RUN_ONLY = { out = "--out", events = "--events", keep_going = "--keep-goin
 --- Parses the options of an analysing command (check, plan): like a run, without
 -- the run-only ones. Returns opts, or nil and the exit code after saying why
 -- (--help prints usage and returns nil, 0).
-function M.parse_for(command, args, usage)
-  local opts, err = M.parse(args)
+function M.parse_for(command, args, usage, extra)
+  local opts, err = M.parse(args, extra)
   if not opts then
     io.stderr:write("kmsrun ", command, ": ", err, "\n", usage)
     return nil, 2
@@ -58,71 +62,44 @@ function M.parse_for(command, args, usage)
   return opts
 end
 
---- Parses argv (a list); returns opts | nil, error message.
-function M.parse(args)
-  local o = { vars = {}, cases = {}, tags = {}, target = "sim" }
-  local i = 1
-  local function value(flag)
-    i = i + 1
-    if args[i] == nil then return nil, flag .. " needs a value" end
-    return args[i]
+local function name_value(v)
+  local name, val = v:match("^([%a_][%w_]*)=(.*)$")
+  if not name then return nil, "NAME=VALUE" end
+  return { name, val }
+end
+
+local FLAGS = {
+  ["--var"] = { "var_list", value = "NAME=VALUE", list = true, check = name_value },
+  ["--target"] = { "target", value = "NAME" },
+  ["--out"] = { "out", value = "DIR" },
+  ["--case"] = { "cases", value = "SEL", list = true },
+  ["--tag"] = { "tags", value = "TAG", list = true },
+  ["--events"] = { "events", value = "FILE" },
+  ["--timeout"] = { "timeout", value = "SECONDS", check = argv.seconds() },
+  ["--keep-going"] = { "keep_going" },
+  ["--host-access"] = { "host_access" },
+  ["--list"] = { "list" },
+  ["--verbose"] = { "verbose" }, ["-v"] = "--verbose",
+  ["--quiet"] = { "quiet" }, ["-q"] = "--quiet",
+  ["--help"] = { "help" }, ["-h"] = "--help",
+  ["--version"] = { "version" },
+}
+
+--- Parses argv (a list); returns opts | nil, error message. extra: a command's own
+-- flags beside the run's (lib/argv.lua's table form), e.g. check's --isolated.
+function M.parse(args, extra)
+  local flags = FLAGS
+  if extra then
+    flags = {}
+    for k, v in pairs(FLAGS) do flags[k] = v end
+    for k, v in pairs(extra) do flags[k] = v end
   end
-  while i <= #args do
-    local a = args[i]
-    local flag, inline = a:match("^(%-%-[%w-]+)=(.*)$")
-    if flag then a = flag end
-    local function take()
-      if inline then return inline end
-      return value(a)
-    end
-    local v, err
-    if a == "--var" then
-      v, err = take()
-      if not v then return nil, err end
-      local name, val = v:match("^([%a_][%w_]*)=(.*)$")
-      if not name then return nil, "--var expects NAME=VALUE, got '" .. v .. "'" end
-      o.vars[name] = val
-    elseif a == "--target" then
-      o.target, err = take()
-    elseif a == "--out" then
-      o.out, err = take()
-    elseif a == "--case" then
-      v, err = take(); o.cases[#o.cases + 1] = v
-    elseif a == "--tag" then
-      v, err = take(); o.tags[#o.tags + 1] = v
-    elseif a == "--events" then
-      o.events, err = take()
-    elseif a == "--timeout" then
-      v, err = take()
-      o.timeout = tonumber(v)
-      if v and (not o.timeout or o.timeout <= 0) then return nil, "--timeout expects a number of seconds, got '" .. v .. "'" end
-    elseif a == "--keep-going" then
-      o.keep_going = true
-    elseif a == "--host-access" then
-      o.host_access = true
-    elseif a == "--list" then
-      o.list = true
-    elseif a == "-v" or a == "--verbose" then
-      o.verbose = true
-    elseif a == "-q" or a == "--quiet" then
-      o.quiet = true
-    elseif a == "-h" or a == "--help" then
-      o.help = true
-    elseif a == "--version" then
-      o.version = true
-    elseif a:sub(1, 1) == "-" and a ~= "-" then
-      return nil, "unknown option " .. a
-    elseif o.runbook then
-      return nil, "only one runbook per run (got '" .. o.runbook .. "' and '" .. a .. "')"
-    else
-      o.runbook = a
-    end
-    if err then return nil, err end
-    if (a == "--target" or a == "--out" or a == "--case" or a == "--tag" or a == "--events" or a == "--timeout") and not inline and args[i] == nil then
-      return nil, a .. " needs a value"
-    end
-    i = i + 1
-  end
+  local o, err = argv.parse(args, flags, { defaults = { target = "sim" }, positional = "runbook",
+    several = "only one runbook per run" })
+  if not o then return nil, err end
+  o.vars = {}
+  for _, nv in ipairs(o.var_list) do o.vars[nv[1]] = nv[2] end
+  o.var_list = nil
   return o
 end
 

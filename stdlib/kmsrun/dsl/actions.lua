@@ -10,6 +10,7 @@ local json = require "kmsrun.lib.json"
 local redact = require "kmsrun.report.redact"
 local events = require "kmsrun.report.events"
 local policies = require "kmsrun.kms.policies"
+local checks = require "kmsrun.dsl.attestation_checks"
 local policy_check = require "kmsrun.dsl.policy_check"
 
 local M = {}
@@ -85,7 +86,7 @@ local function wait_one(h, opts, console)
   local r = run()
   local deadline = time.now() + opts.timeout
   local interval = opts.interval
-  local attempts, last = 0, "no attempt yet"
+  local attempts, last, unverified_since = 0, "no attempt yet", nil
   if h.mode == "runtime" then
     local ok, err = r:runtime_ready(h, deadline)
     if not ok then steps.fail("runtime endpoint of " .. h.name .. " announced", err, nil, "TIMEOUT") end
@@ -102,6 +103,14 @@ local function wait_one(h, opts, console)
     end
     last = res and string.format("HTTP %d %s", res.status, res.error or res.raw:sub(1, 200)) or err
     events.emit("retry", { kms = h.name, probe = method, attempt = attempts, result = last })
+    -- A KMS that cannot verify its own quote will not by waiting (its guest agent and
+    -- trust anchors are fixed): after a grace for a collateral hiccup, say so.
+    if checks.unverifiable(res) then
+      unverified_since = unverified_since or time.now()
+      if time.now() - unverified_since >= checks.verify_grace(opts.timeout) then checks.failed_call(h, res) end
+    else
+      unverified_since = nil
+    end
     -- A target that can tell the instance is dead or crash-looping (the vmm
     -- target asks the VMM and the guest agent) fails the wait now, not at the timeout.
     local why = r.target.probe_failed and r.target.probe_failed(r, h)
@@ -127,7 +136,7 @@ M.wait_ready = api.define {
   signature = "wait_ready(kms, ..., [opts])", returns = "nothing",
   args = { { "kms", "kms", variadic = true },
     { "opts", "table?", options = { timeout = true, interval = true, backoff = true, max_interval = true } } },
-  doc = [[Waits until every given KMS answers on its real endpoint — never a VM status: in onboard mode `Onboard.GetAttestationInfo` (`GET /health` for an instance deployed with `attestation = false`, which cannot attest), after `finish` `KMS.GetMeta` over TLS; only an HTTP 200 counts. Polls with backoff and shows progress. A trailing options table may set `timeout` (seconds, default from the target: 30 on sim, 600 on vmm), `interval` (first delay, default 0.01), `backoff` (factor, default 1.5) and `max_interval` (default 2). On timeout the step fails with the last answer and the tail of the instance's log.]],
+  doc = [[Waits until every given KMS answers on its real endpoint — never a VM status: in onboard mode `Onboard.GetAttestationInfo` (`GET /health` for an instance deployed with `attestation = false`, which cannot attest), after `finish` `KMS.GetMeta` over TLS; only an HTTP 200 counts. Polls with backoff and shows progress. A trailing options table may set `timeout` (seconds, default from the target: 30 on sim, 600 on vmm), `interval` (first delay, default 0.01), `backoff` (factor, default 1.5) and `max_interval` (default 2). On timeout the step fails with the last answer and the tail of the instance's log. A KMS answering `Failed to verify attestation` (it cannot verify its own quote: no trust anchor for its guest agent's signer) fails the step sooner, once that answer has lasted a tenth of the timeout (2 to 30 s).]],
   example = [[wait_ready(src, dst)
 wait_ready(src, { timeout = 900 })]],
   fn = function(...)
@@ -166,7 +175,7 @@ M.capture_attestation = api.define {
   name = "capture_attestation", group = "topology",
   signature = "capture_attestation(kms, ...)", returns = "nothing",
   args = { { "kms", "kms", variadic = true } },
-  doc = [[Calls `Onboard.GetAttestationInfo` on each KMS, checks it returns `device_id`, `mr_aggregated` and `os_image_hash`, stores the result as `kms.attestation` (the input of `allow`, `deny_by_mr`) and saves it as evidence `attestation/<name>.json`. Policies must be built from this run's attestation: `mr_aggregated` changes on every redeploy.]],
+  doc = [[Calls `Onboard.GetAttestationInfo` on each KMS, checks it returns `device_id`, `mr_aggregated` and `os_image_hash`, stores the result as `kms.attestation` (the input of `allow`, `deny_by_mr`) and saves it as evidence `attestation/<name>.json`. Two KMS reporting the same `mr_aggregated` fail it ("the cases cannot tell them apart"), as does a KMS that cannot verify its own quote; an `os_image_hash` other than the one the target knows is attested gives a warning: `kms.attestation.os_image_hash` is then the attested one (`reported_os_image_hash` keeps the other) and `allow` / `deny_by_mr` of that KMS list both. Policies must be built from this run's attestation: `mr_aggregated` changes on every redeploy.]],
   example = [[capture_attestation(src, dst)
 log("src MR %s", src.attestation.mr_aggregated)]],
   fn = function(...)
@@ -176,9 +185,7 @@ log("src MR %s", src.attestation.mr_aggregated)]],
       for _, h in ipairs(hs) do
         require_deployed(h, "capture_attestation")
         local res = r:rpc(h, "Onboard.GetAttestationInfo", nil, {})
-        if not res.ok then
-          steps.fail("attestation info of " .. h.name, string.format("HTTP %d %s", res.status, res.error or res.raw))
-        end
+        if not res.ok then checks.failed_call(h, res) end
         for _, f in ipairs({ "device_id", "mr_aggregated", "os_image_hash" }) do
           if type(res.body[f]) ~= "string" or res.body[f] == "" then
             steps.fail(h.name .. " attestation with field " .. f, json.encode(res.body))
@@ -186,7 +193,9 @@ log("src MR %s", src.attestation.mr_aggregated)]],
         end
         h.attestation = res.body
         r.evidence:json("attestation/" .. h.name .. ".json", res.body)
+        checks.vm_config(r, h)
       end
+      checks.distinct(r.runbook.kmss)
       step.actual = "captured"
     end)
   end,
@@ -353,7 +362,7 @@ M.secret = api.define {
   name = "secret", group = "evidence",
   signature = "secret(value)", returns = "value",
   args = { { "value", "string" } },
-  doc = [[Marks a value as secret: it is replaced by a `[REDACTED sha256:…]` marker in every transcript, report, log and archive (also its hex and base64 forms). Private keys returned by RPCs are marked automatically. Values shorter than 4 bytes are refused: they cannot be scrubbed without mangling ordinary text.]],
+  doc = [[Marks a value as secret: it is replaced by a `[REDACTED sha256:…]` marker in every transcript, report, log and archive and on the terminal, in every form a key or token takes in practice (upper/lower case, hex, base64, base64url; for a PEM key the one-line PEM, the DER in base64/hex and the private scalar in hex); files written before are scrubbed again at the end of the run. Private keys returned by RPCs are marked automatically. Values shorter than 4 bytes are refused: they cannot be scrubbed without mangling ordinary text.]],
   example = [[local token = secret(var.vmm_token)]],
   fn = function(value)
     if #value < redact.MIN_LENGTH then

@@ -59,33 +59,48 @@ local function attester(r, of, what)
   return a
 end
 
+-- The RA-TLS certificate of client c for KMS k, signed by k's temp CA (fetched with
+-- KMS.GetTempCaCert, as a CVM does first); one per KMS, kept on the client.
+local function issue_for(c, r, k)
+  c.issued = c.issued or {}
+  if c.issued[k.name] then return c.issued[k.name] end
+  local res = r:rpc(k, "KMS.GetTempCaCert", nil, {})
+  if not res.ok then
+    steps.fail("the temp CA of " .. k.name, string.format("HTTP %d %s", res.status, tostring(res.error)))
+  end
+  local pair, err = c.attester:client_cert(res.body.temp_ca_cert, res.body.temp_ca_key)
+  if not pair then steps.fail("an RA-TLS client certificate for " .. c.name, tostring(err)) end
+  c.issued[k.name] = pair
+  return pair
+end
+
+local CLIENT = { __index = { issue_for = issue_for } }
+
 local function client_handle(of, a)
   local c = { __kind = "attested_client", name = of.name, of = of.__kind, vm_config = a.vm_config, attester = a }
   for _, f in ipairs(IDENTITY_FIELDS) do c[f] = a.summary[f] end
-  return c
+  return setmetatable(c, CLIENT)
 end
 
 M.attested_client = api.define {
   name = "attested_client", group = "rpc",
-  signature = "attested_client(kms_or_app, opts)", returns = "client",
-  args = { { "kms_or_app", "table" }, { "opts", "table", options = { kms = true } } },
-  doc = [[An attested caller for `rpc(..., {client_cert = client})`: a fresh key and its RA-TLS certificate, signed by the temp CA of `opts.kms` (the KMS it will call, in runtime mode: its `KMS.GetTempCaCert` is called, as a CVM does before `GetKmsKey`/`GetAppKey`), carrying the attestation of `kms_or_app` (a deployed `kms` handle — a KMS asking for the keys — or an `app(...)`). The client has `cert`, `key` and the attested identity as hex: `app_id`, `compose_hash`, `instance_id`, `device_id`, `os_image_hash`, `mr_aggregated`, `mr_system`, `tcb_status`, and `vm_config` (what the caller sends as `vm_config`). Targets: sim (from the emulator's identity), local (the simulator's `Attest` over the key; one fixture identity for every caller), vmm (not available: needs an app CVM).]],
-  example = [[local caller = attested_client(dst, { kms = src })
+  signature = "attested_client(kms_or_app, [opts])", returns = "client",
+  args = { { "kms_or_app", "table" }, { "opts", "table?", options = { kms = true } } },
+  doc = [[An attested caller for `rpc(kms, ..., {client_cert = client})`: a fresh key and its RA-TLS certificate, signed by the temp CA of the KMS it calls (that KMS's `KMS.GetTempCaCert` is called first, as a CVM does before `GetKmsKey`/`GetAppKey`; once per KMS), carrying the attestation of `kms_or_app` (a deployed `kms` handle — a KMS asking for the keys — or an `app(...)`). `opts.kms` issues the certificate for that KMS now (then `client.cert`, `client.key` are set; otherwise each `rpc` issues one for the KMS it calls). The client has the attested identity as hex: `app_id`, `compose_hash`, `instance_id`, `device_id`, `os_image_hash`, `mr_aggregated`, `mr_system`, `tcb_status`, and `vm_config` (what the caller sends as `vm_config`). Targets: sim (from the emulator's identity), local (the simulator's `Attest` over the key; one fixture identity for every caller), vmm (not available: needs an app CVM).]],
+  example = [[local caller = attested_client(dst)
 expect_ok(rpc(src, "KMS.GetKmsKey", { vm_config = caller.vm_config }, { client_cert = caller }))]],
   fn = function(of, opts)
-    local k = opts.kms
-    if type(k) ~= "table" or k.__kind ~= "kms" then api.usage_error("attested_client: opts.kms must be a kms handle (the KMS to call)") end
-    return steps.run(string.format("attested_client %s for %s", of.name or "?", k.name), function(step)
+    local k = (opts or {}).kms
+    if k ~= nil and (type(k) ~= "table" or k.__kind ~= "kms") then
+      api.usage_error("attested_client: opts.kms must be a kms handle (the KMS to call)")
+    end
+    return steps.run(string.format("attested_client %s%s", of.name or "?", k and (" for " .. k.name) or ""), function(step)
       local r = run()
-      local a = attester(r, of, "attested_client")
-      local res = r:rpc(k, "KMS.GetTempCaCert", nil, {})
-      if not res.ok then
-        steps.fail("the temp CA of " .. k.name, string.format("HTTP %d %s", res.status, tostring(res.error)))
+      local c = client_handle(of, attester(r, of, "attested_client"))
+      if k then
+        local pair = c:issue_for(r, k)
+        c.cert, c.key = pair.cert, pair.key
       end
-      local pair, err = a:client_cert(res.body.temp_ca_cert, res.body.temp_ca_key)
-      if not pair then steps.fail("an RA-TLS client certificate for " .. of.name, tostring(err)) end
-      local c = client_handle(of, a)
-      c.cert, c.key, c.signer = pair.cert, pair.key, k.name
       step.actual = string.format("%s %s: app_id %s, device %s", of.__kind, of.name, tostring(c.app_id), tostring(c.device_id))
       return c
     end)

@@ -87,6 +87,20 @@ function M.run(name, fn, ...)
       end
     end
   end
+  -- An instance that died during the step (a crash, e.g. relayed by another KMS as a
+  -- TLS or connection error) is named, so the failure does not read as a network problem.
+  if not results[1] and ctx.run.target and ctx.run.target.exited then
+    -- One short yield lets the loop reap a child that has just exited.
+    pcall(require("kmsrun.time").sleep, 0.01)
+    for _, h in ipairs(ctx.run.runbook.kmss or {}) do
+      local gone = h.deployed and not h.crash_reported and ctx.run.target.exited(ctx.run, h, true)
+      if gone then
+        h.crash_reported = true
+        step.detail = string.format("%s is not running any more: %s; it crashed during this step%s", h.name, gone,
+          step.detail and ("\n" .. step.detail) or "")
+      end
+    end
+  end
   -- What the step saw may hold a secret tainted meanwhile (the terminal is not scrubbed).
   local scrub = require("kmsrun.report.redact").scrub
   step.expected, step.actual, step.detail, step.last_rpc = scrub(step.expected), scrub(step.actual), scrub(step.detail), scrub(step.last_rpc)

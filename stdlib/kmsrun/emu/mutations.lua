@@ -6,6 +6,8 @@
 -- emulator: which emulator performs the check: "kms" (kms-sim, switched per instance
 -- with --mutation) or "auth" (the auth-simple emulator, switched per server).
 -- check: the check that the switch removes, as the real code names it.
+-- knob: the kms() option without which the check never runs (its switch can only be
+-- caught by a runbook that declares an instance with that option; nil: always runs).
 local M = {}
 
 M.SWITCHES = {
@@ -22,7 +24,11 @@ M.SWITCHES = {
   { name = "skip-app-check", emulator = "kms", check = "ensure_app_boot_allowed (GetAppKey, SignCert)",
     description = "GetAppKey and SignCert serve any attested app without asking the webhook whether it may boot" },
   { name = "skip-os-image-verification", emulator = "kms", check = "verify_os_image_hash (core.image.verify)",
-    description = "with image verification on, callers' OS images are accepted without being downloaded and checked" },
+    description = "with image verification on, callers' OS images are accepted without being downloaded and checked",
+    knob = "verify_images" },
+  { name = "skip-os-image-fill", emulator = "kms", check = "os_image_hash fallback (Onboard receiver, old source)",
+    description = "a receiver checks an old-format source with its empty OS image hash instead of filling in its own",
+    knob = "old_format_cert" },
   { name = "auth-ignore-os-image", emulator = "auth", check = "osImages",
     description = "the auth server allows a boot whatever its OS image hash" },
   { name = "auth-ignore-device", emulator = "auth", check = "devices / allowAnyDevice",
@@ -31,10 +37,12 @@ M.SWITCHES = {
     description = "the auth server allows a boot whatever its TCB status and advisory ids" },
 }
 
---- Every switch { name, emulator, check, description }, in the registry's order.
+--- Every switch { name, emulator, check, description, knob }, in the registry's order.
 function M.list()
   local out = {}
-  for i, s in ipairs(M.SWITCHES) do out[i] = { name = s.name, emulator = s.emulator, check = s.check, description = s.description } end
+  for i, s in ipairs(M.SWITCHES) do
+    out[i] = { name = s.name, emulator = s.emulator, check = s.check, description = s.description, knob = s.knob }
+  end
   return out
 end
 

@@ -58,6 +58,10 @@ function M.allow(...)
   for _, h in ipairs(hs) do
     local a = attestation_of(h, "allow")
     os[#os + 1] = hex0x(a.os_image_hash)
+    -- Set by capture_attestation when GetAttestationInfo reported another OS image than
+    -- the quote attests (the simulator's split vm_config; os_image_hash is then the
+    -- attested one, which the self-check and the receiver check judge by).
+    if a.reported_os_image_hash then os[#os + 1] = hex0x(a.reported_os_image_hash) end
     mrs[#mrs + 1] = hex0x(a.mr_aggregated)
   end
   return policy("allow(" .. names(hs) .. ")", base(os, mrs))
@@ -68,7 +72,11 @@ end
 function M.deny_by_mr(...)
   local hs = { ... }
   local os = {}
-  for _, h in ipairs(hs) do os[#os + 1] = hex0x(attestation_of(h, "deny_by_mr").os_image_hash) end
+  for _, h in ipairs(hs) do
+    local a = attestation_of(h, "deny_by_mr")
+    os[#os + 1] = hex0x(a.os_image_hash)
+    if a.reported_os_image_hash then os[#os + 1] = hex0x(a.reported_os_image_hash) end
+  end
   return policy("deny_by_mr(" .. names(hs) .. ")", base(os, { ZERO_MR }))
 end
 

@@ -68,13 +68,31 @@ function Evidence:append_json(rel, value, opts)
     { mode = 384, sync = opts and opts.sync, beneath = self.dir })
 end
 
---- Rewrites a file produced by someone else (a child's log) through the scrubber.
+-- One JSON text scrubbed value by value (a secret that is JSON syntax cannot cut it),
+-- re-encoded only when a value changed; text that is not JSON is scrubbed as text.
+local function scrub_json(text)
+  local v = json.decode(text)
+  if v == nil then return redact.scrub(text) end
+  if redact.find_leak_in("x.json", text) == nil then return text end
+  return json.encode(redact.value(v))
+end
+
+--- Rewrites a file produced by someone else (a child's log, an auth server's
+-- decision log) through the scrubber: JSON lines value by value, text as text.
 function Evidence:scrub_file(rel)
   local data = fs.read(rel, { beneath = self.dir })
-  if data then
-    local clean = redact.scrub(data)
-    if clean ~= data then fs.write(rel, clean, { mode = 384, beneath = self.dir }) end
+  if not data then return end
+  local clean
+  if rel:match("%.ndjson$") then
+    local lines = {}
+    for line in data:gmatch("[^\n]+") do lines[#lines + 1] = scrub_json(line) end
+    clean = table.concat(lines, "\n") .. (#lines > 0 and "\n" or "")
+  elseif rel:match("%.json$") then
+    clean = scrub_json(data)
+  else
+    clean = redact.scrub(data)
   end
+  if clean ~= data then fs.write(rel, clean, { mode = 384, beneath = self.dir }) end
 end
 
 --- Every regular file below the directory, relative, sorted; symbolic links

@@ -41,7 +41,9 @@ local function lock(dir)
     local holder = json.decode(fs.read(M.LOCK, { beneath = dir }) or "") or {}
     return nil, string.format("%s is in use by another kmsrun run (pid %s): give another --out", dir, tostring(holder.pid))
   end
-  return nil, err
+  -- The lock is the first file the run writes: a read-only or full directory is
+  -- said here, with its cause, not as the failures of everything written later.
+  return nil, "cannot write in " .. dir .. ": " .. tostring(err)
 end
 
 --- Claims dir for a run; returns true, or nil and a message saying why not.

@@ -1,8 +1,8 @@
 -- The forms a secret takes in practice, for the scrubber and the leak scan alike
 -- (report/redact.lua): one list, so what is scrubbed is exactly what is looked for.
 --
--- Every secret: raw, JSON-escaped, upper and lower case (a token pasted in capitals,
--- a hex key in either case), hex of its bytes (both cases), base64 and base64url
+-- Every secret: raw, JSON-escaped, upper and lower case from 8 bytes on (a token
+-- pasted in capitals, a hex key in either case), hex of its bytes (both cases), base64 and base64url
 -- (padded and not). A hex secret also: base64/base64url of the bytes it spells.
 -- A PEM private key also: the PEM on one line (newlines removed, or CRLF, or spaces),
 -- the base64 body alone (with and without its line breaks, and each line of it), the DER in base64url and
@@ -68,7 +68,8 @@ function M.of(value, min_length)
   end
   add(value)
   add(json.quote(value):sub(2, -2))
-  if not value:find("\n", 1, true) then
+  -- Case variants of a short value would hit ordinary words ("pass" in "PASSED").
+  if #value >= 8 and not value:find("\n", 1, true) then
     add(value:upper())
     add(value:lower())
   end

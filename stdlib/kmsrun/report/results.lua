@@ -16,6 +16,14 @@ local function step_record(s)
   }
 end
 
+-- log() lines, each capped; nil when there are none.
+local function capped_list(list)
+  if not list then return nil end
+  local out = json.array()
+  for i, x in ipairs(list) do out[i] = cap(x) end
+  return out
+end
+
 local function steps_of(list)
   local out = json.array()
   for _, s in ipairs(list or {}) do out[#out + 1] = step_record(s) end
@@ -38,7 +46,7 @@ function M.build(run)
     local status, kind = M.case_status(c.status)
     cases[#cases + 1] = {
       id = c.id, name = c.name, status = status, failure_kind = kind, duration = c.duration or 0,
-      error = cap(c.error), location = c.location, notes = c.notes and json.array((function() local n = {} for i, x in ipairs(c.notes) do n[i] = cap(x) end return n end)()) or nil, steps = steps_of(c.steps),
+      error = cap(c.error), location = c.location, notes = capped_list(c.notes), steps = steps_of(c.steps),
       code = c.code, skip_reason = c.skip_reason,
     }
   end
@@ -57,7 +65,8 @@ function M.build(run)
     duration = run.duration,
     vars = vars,
     setup = run.setup_case and { name = run.setup_case.name, status = run.setup_case.status, error = cap(run.setup_case.error),
-      code = run.setup_case.code, steps = steps_of(run.setup_case.steps) } or nil,
+      code = run.setup_case.code, notes = run.setup_case.notes and json.array(run.setup_case.notes) or nil,
+      steps = steps_of(run.setup_case.steps) } or nil,
     cases = cases,
     summary = run.counts,
     cleanup = json.array(run.cleanup_log or {}),

@@ -11,7 +11,14 @@ M.methods = Run
 local Timeout = {}
 Timeout.__index = Timeout
 Timeout.__tostring = function(t)
-  local s = string.format("%s timed out after %g s; waiting for: %s", t.what, t.seconds, t.waiting)
+  -- An enclosing deadline that had already passed leaves no time at all: never a
+  -- negative duration ("timed out after -0.0044 s").
+  local s
+  if t.seconds <= 0 then
+    s = string.format("%s timed out: its deadline had already passed; waiting for: %s", t.what, t.waiting)
+  else
+    s = string.format("%s timed out after %g s; waiting for: %s", t.what, t.seconds, t.waiting)
+  end
   if t.overrun then
     s = s .. string.format("; it caught the cancellation and ran on, so it was stopped %.1f s after the deadline", t.overrun)
   end

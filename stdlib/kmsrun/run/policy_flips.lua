@@ -51,14 +51,18 @@ function Run:start_auth(auth)
     self.evidence:mkdir("logs")
     -- TEST ONLY: the target may switch off rules of the auth emulator (sim: sim_mutation).
     local mutations = self.target.auth_mutations and self.target.auth_mutations(self) or nil
-    local srv, err = server.start { host = "127.0.0.1", port = 0, policy = initial.config,
+    -- A target whose instances run elsewhere may need the servers on another
+    -- address (the vmm target's auth_bind); loopback otherwise.
+    local host = self.target.auth_bind and self.target.auth_bind(self) or "127.0.0.1"
+    local srv, err = server.start { host = host, port = 0, policy = initial.config,
       log_path = self.evidence:path("logs/" .. auth.name .. ".decisions.ndjson"), mutations = mutations }
     if not srv then
       self.infra_error = true
       error("cannot start auth server " .. auth.name .. ": " .. tostring(err), 0)
     end
     auth.server = srv
-    auth.url = srv.url
+    -- The operator's view: a wildcard bind is reached on loopback from here.
+    auth.url = (host == "0.0.0.0" or host == "::") and string.format("http://127.0.0.1:%d", srv.port) or srv.url
     self:defer("stop auth server " .. auth.name, function() srv:close() end)
   end
   self.policy_versions[auth.name] = { version = 0, sha256 = "", description = initial.description }

@@ -55,17 +55,18 @@ function Run:prepare()
   local out_dir = self.opts.out or string.format("kmsrun-out/%s-%s",
     self.runbook.path:match("([^/]+)%.lua$") or "runbook", os.date("%Y%m%d-%H%M%S"))
   if not self.opts.out and fs.exists(out_dir) then out_dir = out_dir .. "-" .. crypto.hex(crypto.random(2)) end
+  -- Nothing to run is said before anything is created.
+  local selected, serr = select_cases(self)
+  if not selected then
+    io.stderr:write("kmsrun: ", serr, "\n")
+    return nil, exit_codes.USAGE
+  end
   local ev, err = evidence.open(out_dir)
   if not ev then
     io.stderr:write("kmsrun: cannot create the output directory: ", tostring(err), "\n")
     return nil, exit_codes.USAGE
   end
   self.evidence = ev
-  local selected, serr = select_cases(self)
-  if not selected then
-    io.stderr:write("kmsrun: ", serr, "\n")
-    return nil, exit_codes.USAGE
-  end
   self.selected_cases = selected
   for _, c in ipairs(selected) do c.status, c.steps = nil, {} end
   return out_dir
@@ -116,10 +117,16 @@ function Run:run_cases(cases, stop)
       self.timed_out = true
       self.error = "the run's deadline (--timeout) passed"
     end
-    if stop or self.interrupted then
+    local elsewhere = c.targets and not (function()
+      for _, t in ipairs(c.targets) do if t == self.target.name then return true end end
+    end)()
+    if stop or self.interrupted or elsewhere then
       c.status = "skipped"
-      c.skip_reason = self.interrupted and "run interrupted" or "an earlier failure stopped the run (use --keep-going)"
+      c.skip_reason = self.interrupted and "run interrupted"
+        or (not stop and elsewhere) and string.format("runs on target %s only (this run: %s)", table.concat(c.targets, ", "), self.target.name)
+        or "an earlier failure stopped the run (use --keep-going)"
       events.emit("case_end", { case = c.name, id = c.id, status = "skipped", duration = 0, reason = c.skip_reason })
+      if elsewhere and not stop then self.console:line(string.format("case %d/%d: %s: skipped, %s", i, #cases, c.name, c.skip_reason)) end
     else
       self.console:case_start(c, i, #cases)
       events.emit("case_start", { case = c.name, id = c.id })
@@ -146,6 +153,8 @@ function Run:finish()
   if not self.forced then self:run_cleanups() end
 
   local counts = self:tally()
+  -- An events consumer that saw only part of the run must not see it pass.
+  if events.lost then self.infra_error = true end
 
   local code
   if self.interrupted then code = exit_codes.INTERRUPTED
@@ -159,6 +168,7 @@ function Run:finish()
   self.status = exit_codes.status(code)
 
   self:write_outputs()
+  code = self:fail_if_unwritten(code)
   local leak = self.evidence:leak_scan()
   if leak then
     io.stderr:write("kmsrun: a secret reached the output directory (", leak, "); failing the run\n")

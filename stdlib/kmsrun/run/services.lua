@@ -43,13 +43,21 @@ function Run:rpc(h, method, body, opts)
   -- call and reports a timeout naming the RPC; the HTTP timeout racing it would turn
   -- that into a transport failure (exit 1 instead of 4).
   local call_opts = { timeout = math.min(opts.timeout or 30, math.max(0.001, left) + 1) }
-  if opts.client_cert then call_opts.tls = { insecure = true, cert = opts.client_cert.cert, key = opts.client_cert.key } end
+  local client = opts.client_cert
+  -- An attested client without a certificate gets one from the temp CA of the KMS it calls.
+  if client and client.__kind == "attested_client" and not client.cert then client = client:issue_for(self, h) end
+  if client then call_opts.tls = { insecure = true, cert = client.cert, key = client.key } end
   local res, err, code = prpc.call(base, method, body, call_opts)
   local seq = self:transcript({ kms = h.name, method = method, url = prpc.url(base, method),
     request = body, status = res and res.status, response = res and res.body, error = res and res.error or err,
     transport_error = code, duration = res and res.time })
   if not res then
-    steps.fail("an HTTP response from " .. h.name .. " " .. method, string.format("%s (%s)", err, code), self:log_tail(h),
+    -- An instance that died under the call is a crash, not a network problem: say so
+    -- (the code stays TRANSPORT, "no HTTP answer"; the wording names the crash).
+    local gone = code ~= "ETIMEDOUT" and self.target.exited and self.target.exited(self, h)
+    local actual = gone and string.format("%s crashed during the call: %s (the client saw: %s, %s)", h.name, gone, err, code)
+      or string.format("%s (%s)", err, code)
+    steps.fail("an HTTP response from " .. h.name .. " " .. method, actual, self:log_tail(h),
       code == "ETIMEDOUT" and "TIMEOUT" or "TRANSPORT")
   end
   res.transcript_seq = seq -- which transcript entry expect_error / expect_ok judge

@@ -3,7 +3,7 @@ local M = {}
 
 M.names = { "sim", "local", "vmm" }
 -- vmm is a folder (the target, its VMM client and compose builder); the others are one file.
-local modules = { sim = "kmsrun.targets.sim", ["local"] = "kmsrun.targets.local", vmm = "kmsrun.targets.vmm.target" }
+local modules = { sim = "kmsrun.targets.sim", ["local"] = "kmsrun.targets.local.target", vmm = "kmsrun.targets.vmm.target" }
 
 --- The target module named `name`, or nil and a message naming the known ones.
 function M.load(name)

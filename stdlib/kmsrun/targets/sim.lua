@@ -7,6 +7,7 @@ local proc = require "kmsrun.proc"
 local time = require "kmsrun.time"
 local kms_config = require "kmsrun.kms.config"
 local tail = require("kmsrun.targets.registry").tail_file
+local sim_guest = require "kmsrun.targets.sim_guest"
 local attested = require "kmsrun.targets.sim_attested"
 
 local T = {
@@ -17,6 +18,7 @@ local T = {
     sim_mutation = { default = "", help = "TEST ONLY: emulator mutations that re-create a bug, comma separated: KMS and auth switches of kmsrun.emu.mutations (sim target)" },
     sim_faults = { default = "", help = "TEST ONLY: emulator fault switches, comma separated (sim target)" },
     sim_leak_keys_to = { default = "", help = "TEST ONLY: file where the emulators log the private keys they hand out, to prove the evidence has none (sim target)" },
+    sim_guest_mode = { default = "", help = "TEST ONLY: guest-agent failure modes of a real dstack-kms with the simulator, comma separated: shared-identity, split-vm-config, unverifiable-quote (sim target)" },
   },
 }
 
@@ -43,8 +45,23 @@ local function listening(run, h, scheme, nth)
   end
 end
 
+--- The vm_config the emulated KMS attests (capture_attestation compares it).
+function T.attested_vm_config(run, h)
+  return h.log_path and sim_guest.attested_vm_config(h.log_path)
+end
+
 function T.auth_url_for_kms(run, auth)
   return auth.url
+end
+
+--- The kms.toml of one emulated KMS (port 0: the emulator picks one and prints it).
+-- Its quotes are the emulator's own, verified without trust anchors, so the vendor
+-- roots stay configured, as in upstream's kms.toml.
+function T.kms_toml(h, cert_dir, image_download_url)
+  return kms_config.toml {
+    cert_dir = cert_dir, port = 0, address = "127.0.0.1",
+    webhook_url = h.auth_url, site_name = h.name, image_download_url = image_download_url,
+  }
 end
 
 function T.deploy(run, h)
@@ -67,16 +84,19 @@ function T.deploy(run, h)
   local config = work .. "/kms.toml"
   local images, ierr = attested.image_server(run, h)
   if ierr then return nil, ierr end
-  local ok, werr = fs.write(config, kms_config.toml {
-    cert_dir = cert_dir, port = 0, address = "127.0.0.1",
-    webhook_url = h.auth_url, site_name = h.name, image_download_url = images,
-  })
+  local ok, werr = fs.write(config, T.kms_toml(h, cert_dir, images))
   if not ok then return nil, werr end
   h.sim_salt = crypto.hex(crypto.random(16))
   local argv = { proc.exe(), "serve", "kms-sim", "-c", config,
     "--image", h.spec.image or run.vars.sim_image,
     "--salt", h.sim_salt }
-  if h.spec.attestation == false then argv[#argv + 1] = "--no-attestation" end
+  if h.spec.attestation == false then
+    argv[#argv + 1] = "--no-attestation"
+  else
+    local extra, gerr = sim_guest.argv(run.vars.sim_guest_mode, work)
+    if not extra then return nil, gerr end
+    table.move(extra, 1, #extra, #argv + 1, argv)
+  end
   for _, a in ipairs(attested.knob_args(h.spec)) do argv[#argv + 1] = a end
   local switches, serr = attested.mutations(run.vars.sim_mutation)
   if not switches then return nil, serr end
@@ -125,6 +145,18 @@ end
 T.attester = attested.attester
 -- The auth emulator's share of sim_mutation (the runner starts the auth servers).
 T.auth_mutations = attested.auth_mutations
+
+-- Whether the instance's process has exited, as "its process exited (...)", else nil.
+-- A crash resets the connection before the exit is reaped: wait a moment for it
+-- (unless no_wait).
+function T.exited(run, h, no_wait)
+  if not h.process then return nil end
+  for _ = 1, no_wait and 1 or 50 do
+    if not h.process:running() then return "its process exited (" .. tostring(h.process):match("%((.-)%)$") .. ")" end
+    if not no_wait then time.sleep(0.005) end
+  end
+  return nil
+end
 
 function T.log_tail(run, h, n)
   return h.log_path and tail(h.log_path, n) or ""

@@ -55,6 +55,17 @@ return function(S, G)
     return jsonr(200, { images = list })
   end
 
+  function M.Version()
+    return jsonr(200, { version = opts.version, rev = "fake" })
+  end
+
+  -- GetMeta exists on main only; --version 0.5.x (x <= 11) answers "No such method" like a release.
+  function M.GetMeta()
+    if opts.version ~= "main" then return rpc_error("No such method: GetMeta") end
+    return jsonr(200, { networking = { supported_modes = json.array { "user", "bridge" },
+      default_mode = opts.networking, default_bridge = "" } })
+  end
+
   function M.ListGpus()
     return jsonr(200, { gpus = json.array(), allow_attach_all = false })
   end

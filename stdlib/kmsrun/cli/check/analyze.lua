@@ -15,6 +15,7 @@ local lexer = require "kmsrun.cli.check.lexer"
 local M = {}
 
 local load_target = require("kmsrun.targets.registry").load
+local source = require "kmsrun.run.source"
 
 -- The line declaring variable `name` in the header: the first `name =` from the
 -- runbook{} call on (the header is a table constructor, not a statement list).
@@ -79,7 +80,7 @@ end
 -- Returns the analysis {issues, spec, target, vars, recordings, refs, world, ...}
 -- or nil, message for a command-line mistake (unknown target, --var or --case).
 function M.run(path, opts)
-  local text, ferr = require("kmsrun.run.source").read(path)
+  local text, ferr = source.read(path)
   if not text then return nil, ferr end
   local chunkname = "@" .. path
   local short_src = debug.getinfo(load("return", chunkname), "S").short_src

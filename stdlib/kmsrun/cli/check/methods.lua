@@ -4,7 +4,7 @@
 -- sim/messages.lua (the proto, kms-protocol.md sections 3-4), so a misspelt
 -- field is caught from the same definitions the emulator decodes with.
 local api = require "kmsrun.dsl.api"
-local messages = require "kmsrun.emu.kms.messages"
+local messages = require "kmsrun.kms.messages"
 
 local M = {}
 

@@ -66,6 +66,12 @@ local function topology(w, a)
     local s = a.world.kms[h] or {}
     local extra = h.spec.attestation == false and ", no attestation source" or ""
     if h.spec.image then extra = extra .. ", image " .. h.spec.image end
+    -- The emulator knobs (targets/knobs.lua): what makes this instance differ.
+    if h.spec.device then extra = extra .. ", device " .. h.spec.device end
+    if h.spec.tcb_status then extra = extra .. ", TCB " .. h.spec.tcb_status end
+    if h.spec.advisories and #h.spec.advisories > 0 then extra = extra .. ", advisories " .. table.concat(h.spec.advisories, " ") end
+    if h.spec.old_format_cert then extra = extra .. ", old-format certificate" end
+    if h.spec.verify_images then extra = extra .. ", verifies images " .. table.concat(h.spec.verify_images, " ") end
     w(string.format("  " .. fmt .. "  auth %s%s (deployed at line %s)", h.name, h.auth.name, extra, tostring(s.deployed_line or "?")))
   end
   if #names == 0 then w("  nothing") end

@@ -20,11 +20,7 @@ exit codes: 0 no mistake found, 2 mistakes found or usage error
 ]]
 
 return function(args)
-  local rest, isolated = {}, false
-  for _, a in ipairs(args) do
-    if a == "--isolated" then isolated = true else rest[#rest + 1] = a end
-  end
-  local opts, code = cli.parse_for("check", rest, USAGE)
+  local opts, code = cli.parse_for("check", args, USAGE, { ["--isolated"] = { "isolated" } })
   if not opts then return code end
   if #opts.cases > 0 or #opts.tags > 0 then
     io.stderr:write("kmsrun check: checks every case; use `kmsrun plan --case` for a selection\n")
@@ -32,7 +28,7 @@ return function(args)
   end
   if not opts.runbook then io.stderr:write(USAGE) return exit_codes.USAGE end
 
-  local a, aerr = analyze.run(opts.runbook, { vars = opts.vars, target = opts.target, isolated = isolated })
+  local a, aerr = analyze.run(opts.runbook, { vars = opts.vars, target = opts.target, isolated = opts.isolated })
   if not a then
     io.stderr:write("kmsrun check: ", aerr, "\n")
     return exit_codes.USAGE

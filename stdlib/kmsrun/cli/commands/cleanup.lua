@@ -7,9 +7,11 @@
 --   process  SIGTERM to its process group, a grace period, then SIGKILL
 --            (already gone is fine; a pid now owned by another process is left alone)
 --   dir      removed
---   vm       RemoveVm through the VMM given on the command line (--vmm-url, or
---            DSTACK_VMM_URL); credentials come from DSTACK_VMM_TOKEN or
---            DSTACK_VMM_AUTH_USER + DSTACK_VMM_AUTH_PASSWORD, never from the ledger
+--   vm       StopVm then RemoveVm (targets/vmm/vm.lua: every release, waiting through
+--            "removing"), found by its recorded id or unique name, through the VMM given
+--            on the command line (--vmm-url, or DSTACK_VMM_URL); credentials come from
+--            DSTACK_VMM_TOKEN or DSTACK_VMM_AUTH_USER + DSTACK_VMM_AUTH_PASSWORD, never
+--            from the ledger
 --   file     its recorded content restored (removed when recorded as absent), with
 --            the file's current permissions
 -- The directory must be this user's and 0700, and the run that wrote it must be
@@ -51,33 +53,25 @@ local function say(fmt, ...)
 end
 
 local UNDO = require "kmsrun.cli.cleanup.undo"
+local argv = require "kmsrun.lib.argv"
 
 
 -- The ledger ------------------------------------------------------------------------------
 
 local read_ledger = require("kmsrun.cli.cleanup.ledger").read
 
+local FLAGS = {
+  ["--help"] = { "help" }, ["-h"] = "--help",
+  ["--dry-run"] = { "dry_run" }, ["-n"] = "--dry-run",
+  ["--force"] = { "force" },
+  ["--vmm-url"] = { "vmm_url", value = "URL", check = function(v) if v ~= "" then return v end return nil, "the VMM's URL" end },
+  ["--grace"] = { "grace", value = "SECONDS", check = argv.seconds(600, true) },
+}
+
 local function parse_args(args)
-  local o = { grace = 5 }
-  local i = 1
-  while i <= #args do
-    local a = args[i]
-    if a == "-h" or a == "--help" then o.help = true
-    elseif a == "--dry-run" or a == "-n" then o.dry_run = true
-    elseif a == "--force" then o.force = true
-    elseif a == "--vmm-url" then
-      i = i + 1
-      o.vmm_url = args[i]
-      if not o.vmm_url or o.vmm_url == "" then return nil, "--vmm-url expects the VMM's URL" end
-    elseif a == "--grace" then
-      i = i + 1
-      o.grace = tonumber(args[i])
-      if not o.grace or o.grace < 0 or o.grace > 600 then return nil, "--grace expects seconds (0..600)" end
-    elseif a:sub(1, 1) == "-" then return nil, "unknown option " .. a
-    elseif o.dir then return nil, "one output directory at a time (got '" .. o.dir .. "' and '" .. a .. "')"
-    else o.dir = a end
-    i = i + 1
-  end
+  local o, err = argv.parse(args, FLAGS, { defaults = { grace = 5 }, positional = "dir",
+    several = "one output directory at a time" })
+  if not o then return nil, err end
   if not o.help and not o.dir then return nil, "give the output directory of the run to clean up" end
   return o
 end

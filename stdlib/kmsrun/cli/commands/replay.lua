@@ -6,6 +6,7 @@
 local record = require "kmsrun.cli.replay.record"
 local judge = require "kmsrun.cli.replay.judge"
 local curl = require "kmsrun.cli.replay.curl"
+local argv = require "kmsrun.lib.argv"
 local json = require "kmsrun.lib.json"
 
 local USAGE = [[
@@ -28,40 +29,27 @@ exit codes: 0 every replayed case passed and the replay agrees with the recordin
 2 usage error or unreadable recording
 ]]
 
+local FLAGS = {
+  ["--curl"] = { "curl" },
+  ["--json"] = { "json" },
+  ["--quiet"] = { "quiet" }, ["-q"] = "--quiet",
+  ["--help"] = { "help" }, ["-h"] = "--help",
+  ["--case"] = { "cases", value = "SEL", list = true },
+  ["--seq"] = { "seq_list", value = "N", list = true,
+    check = function(v) return math.tointeger(tonumber(v)), "a transcript entry number" end },
+  ["--rewrite"] = { "rewrite", value = "OLD=NEW", list = true, check = function(v)
+    local from, to = v:match("^(.-)=(.*)$")
+    if not from or from == "" then return nil, "OLD=NEW" end
+    return { from, to }
+  end },
+}
+
 local function parse(args)
-  local o = { cases = {}, seqs = {}, rewrite = {} }
-  local i = 1
-  while i <= #args do
-    local a = args[i]
-    local flag, inline = a:match("^(%-%-[%w-]+)=(.*)$")
-    if flag then a = flag end
-    local function value()
-      if inline then return inline end
-      i = i + 1
-      if args[i] == nil then error({ usage = a .. " needs a value" }) end
-      return args[i]
-    end
-    if a == "--curl" then o.curl = true
-    elseif a == "--json" then o.json = true
-    elseif a == "-q" or a == "--quiet" then o.quiet = true
-    elseif a == "-h" or a == "--help" then o.help = true
-    elseif a == "--case" then o.cases[#o.cases + 1] = value()
-    elseif a == "--seq" then
-      local v = value()
-      local n = math.tointeger(tonumber(v))
-      if not n then error({ usage = "--seq expects a transcript entry number, got '" .. v .. "'" }) end
-      o.seqs[n] = true
-      o.any_seq = true
-    elseif a == "--rewrite" then
-      local v = value()
-      local from, to = v:match("^(.-)=(.*)$")
-      if not from or from == "" then error({ usage = "--rewrite expects OLD=NEW, got '" .. v .. "'" }) end
-      o.rewrite[#o.rewrite + 1] = { from, to }
-    elseif a:sub(1, 1) == "-" then error({ usage = "unknown option " .. a })
-    elseif o.dir then error({ usage = "only one OUTDIR (got '" .. o.dir .. "' and '" .. a .. "')" })
-    else o.dir = a end
-    i = i + 1
-  end
+  local o, err = argv.parse(args, FLAGS, { positional = "dir", several = "only one OUTDIR" })
+  if not o then return nil, err end
+  o.seqs = {}
+  for _, n in ipairs(o.seq_list) do o.seqs[n] = true end
+  o.any_seq = #o.seq_list > 0 or nil
   return o
 end
 
@@ -288,13 +276,10 @@ local function curl_mode(o)
 end
 
 return function(args)
-  local okp, o = pcall(parse, args)
-  if not okp then
-    if type(o) == "table" and o.usage then
-      io.stderr:write("kmsrun replay: ", o.usage, "\n", USAGE)
-      return 2
-    end
-    error(o, 0)
+  local o, perr = parse(args)
+  if not o then
+    io.stderr:write("kmsrun replay: ", perr, "\n", USAGE)
+    return 2
   end
   if o.help then io.stdout:write(USAGE) return 0 end
   if not o.dir then io.stderr:write(USAGE) return 2 end

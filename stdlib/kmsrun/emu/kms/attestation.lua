@@ -9,7 +9,7 @@ local cjson = require "cjson.safe"
 local S = require "kmsrun.lib.json_serde"
 local hex = require "kmsrun.lib.hex"
 local identity = require "kmsrun.emu.kms.identity"
-local messages = require "kmsrun.emu.kms.messages"
+local messages = require "kmsrun.kms.messages"
 
 local A = {}
 
@@ -41,7 +41,7 @@ function A.build(id, report_data)
   local s = identity.summary(id)
   local advisories = S.arr()
   for i, a in ipairs(id.advisory_ids or {}) do advisories[i] = a end
-  local body = S.encode(S.obj {
+  local fields = {
     { "format", A.FORMAT },
     { "notice", A.NOTICE },
     { "tee_variant", id.tee_variant },
@@ -58,7 +58,10 @@ function A.build(id, report_data)
       { "app_id", s.app_id }, { "compose_hash", s.compose_hash }, { "instance_id", s.instance_id },
       { "device_id", s.device_id },
     } },
-  })
+  }
+  -- Only on an instance told its quotes do not verify (guest_modes.lua).
+  if id.unverifiable then table.insert(fields, #fields, { "unverifiable", tostring(id.unverifiable) }) end
+  local body = S.encode(S.obj(fields))
   -- The digest is the SHA-256 of the document without its digest member (body, ending in
   -- "}"), so any edit of the document is detected.
   return body:sub(1, -2) .. ',"digest":"' .. hex.encode(crypto.sha256(body)) .. '"}'
@@ -90,6 +93,7 @@ function A.verify(blob)
   if not prefix or hex.encode(crypto.sha256(prefix .. "}")) ~= digest then
     return nil, "emulated attestation digest mismatch"
   end
+  if doc.unverifiable ~= nil then return nil, require("kmsrun.emu.kms.guest_modes").unverifiable_message(doc.unverifiable) end
   local v = { tee_variant = doc.tee_variant, tcb_status = doc.tcb_status, vm_config = doc.vm_config or "" }
   v.report_data, err = unhex("report_data", doc.report_data, 64); if err then return nil, err end
   v.regs = {}
@@ -176,7 +180,8 @@ Agent.__index = Agent
 -- transport error of a missing socket (11.3), like a KMS outside a CVM.
 function A.agent(id, opts)
   opts = opts or {}
-  return setmetatable({ id = id, unavailable = opts.unavailable, transport = opts.transport or A.NO_AGENT }, Agent)
+  return setmetatable({ id = id, unavailable = opts.unavailable, transport = opts.transport or A.NO_AGENT,
+    reported_vm_config = opts.reported_vm_config }, Agent)
 end
 
 --- Attest: returns the blob for 64 bytes of report data, or nil, transport error.
@@ -190,10 +195,11 @@ function Agent:attest(report_data, without_vm_config)
   return A.build(self.id, report_data)
 end
 
---- Info: returns { vm_config = string } or nil, transport error.
+--- Info: returns { vm_config = string } or nil, transport error. The reported vm_config
+-- is the attested one unless told otherwise (guest_modes.lua: split vm_config).
 function Agent:info()
   if self.unavailable then return nil, self.transport end
-  return { vm_config = self.id.vm_config }
+  return { vm_config = self.reported_vm_config or self.id.vm_config }
 end
 
 return A

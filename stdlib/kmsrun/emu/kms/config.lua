@@ -29,6 +29,7 @@ function M.defaults()
         download_url = "http://localhost:8000/{OS_IMAGE_HASH}.tar.gz", download_timeout = "2m",
       },
       metrics = { enabled = true },
+      attestation = { insecure_allow_external_trust_anchors = false },
     },
   }
 end
@@ -77,6 +78,8 @@ local function check(cfg)
         v == nil and "nothing" or type(v))
     end
   end
+  local aok, aerr = require("kmsrun.emu.kms.config_attestation").check(cfg.core.attestation)
+  if not aok then return nil, aerr end
   local t = cfg.core.auth_api.type
   if t ~= "webhook" and t ~= "dev" then
     return nil, "invalid configuration: core.auth_api.type: unknown variant `" .. t .. "`, expected `dev` or `webhook`"

@@ -325,7 +325,10 @@ local function build_inst(opts)
     log_fn = opts.log or function(line) io.stderr:write(line, "\n"); io.stderr:flush() end,
   }, Inst)
   inst.rewrite = rewriter(aliases)
-  inst.agent = A.agent(id, { unavailable = agent_unavailable(opts) })
+  local agent_opts, gerr = require("kmsrun.emu.kms.guest_modes").apply(id, opts)
+  if not agent_opts then return nil, gerr end
+  agent_opts.unavailable = agent_unavailable(opts)
+  inst.agent = A.agent(id, agent_opts)
   inst.webhook = W.new(cfg, { rewrite = inst.rewrite })
   inst.download_timeout = parse_seconds(cfg.core.image.download_timeout)
   return inst
@@ -335,6 +338,7 @@ end
 -- config (table, TOML path, or a list of them), image, compose (bytes), salt (hex), device (hex),
 -- tcb_status, advisories (list), old_format_cert (bool), no_attestation, agent_address, mutations (list or "a,b"), faults (list of specs),
 -- leak_keys_to (path), host_alias (list of "FROM=TO" or a map), name, log (fn(line)),
+-- vm_config, reported_vm_config, unverifiable_quote (guest_modes.lua),
 -- on_listen (fn(handle, url)), on_exit (fn(handle)).
 -- Returns a handle once the first listener is up (or the instance exited at startup:
 -- then nil, error, handle).
@@ -358,6 +362,10 @@ function M.start(opts)
   if not cfg.core.attest_rpc_cert then
     inst:log("WARN attest_rpc_cert = false: the RPC certificate carries no attestation (development only)")
   end
+
+  -- The real KMS loads its attestation verifier before serving, in either mode.
+  local vok, verr = require("kmsrun.emu.kms.config_attestation").load_verifier(cfg.core.attestation)
+  if not vok then exit_with(h, verr); return nil, h.exit_error, h end
 
   if not K.exist(inst.paths) and cfg.core.onboard.enabled then
     local domain = cfg.core.onboard.auto_bootstrap_domain

@@ -8,7 +8,7 @@ local A = require "kmsrun.emu.kms.attestation"
 local K = require "kmsrun.emu.kms.keys"
 local W = require "kmsrun.emu.kms.webhook"
 local store = require "kmsrun.emu.kms.store"
-local messages = require "kmsrun.emu.kms.messages"
+local messages = require "kmsrun.kms.messages"
 local selfauth = require "kmsrun.emu.kms.selfauth"
 local prpc = require "kmsrun.emu.kms.prpc"
 

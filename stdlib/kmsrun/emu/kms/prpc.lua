@@ -172,7 +172,7 @@ function M.handle(service, req, opts)
     return st, b, h, info
   end
   if is_json then
-    local body = m.output and require("kmsrun.emu.kms.messages").to_json(m.output, result) or "null"
+    local body = m.output and require("kmsrun.kms.messages").to_json(m.output, result) or "null"
     return 200, body, { ["Content-Type"] = "application/json" }, info
   end
   local body = m.output and PB.encode(m.output, result) or ""

@@ -77,7 +77,9 @@ function M.source_check(inst, verified)
   if inst:mutation("skip-receiver-source-check") then return true end
   local bi, err = A.boot_info(verified, false, "")
   if not bi then return nil, "failed to build KMS boot info from attestation: " .. err end
-  if bi.os_image_hash == "" then
+  -- skip-os-image-fill: an old source (no vm_config in its certificate) is then judged on
+  -- an empty OS image hash, which no policy lists: onboarding from it is refused.
+  if bi.os_image_hash == "" and not inst:mutation("skip-os-image-fill") then
     local own, lerr = M.local_boot_info(inst)
     if not own then return nil, "failed to get local KMS boot info for os_image_hash fallback: " .. lerr end
     bi.os_image_hash = own.os_image_hash

@@ -8,7 +8,8 @@ local sim = require "kmsrun.emu.kms.emulator"
 
 local USAGE = [[usage: kmsrun serve kms-sim -c kms.toml [emulator options]
 kms-sim is kmsrun's EMULATOR of the dstack KMS protocol (not the KMS; attestation is emulated).
-  -c, --config FILE        kms.toml (same settings as dstack-kms; ./kms.toml is read first if present)
+  -c, --config FILE        kms.toml (same settings as dstack-kms; /etc/kms/kms.{toml,json} and
+                           ./kms.{toml,json} are read first if present, as dstack-kms does)
   --image NAME             OS image name the emulated instance reports (default dstack-0.5.7)
   --compose-file FILE      bytes measured as the app compose (default: the kms.toml bytes)
   --salt HEX               per-deployment salt (default: kept in cert_dir, random the first time)
@@ -20,6 +21,11 @@ kms-sim is kmsrun's EMULATOR of the dstack KMS protocol (not the KMS; attestatio
                            does (a receiver then fills the empty osImageHash with its own)
   --host-alias FROM=TO     rewrite host FROM to TO in outgoing URLs (webhook, source_url); repeatable
   --name NAME              instance name in log lines
+GUEST-AGENT FAILURE MODES (what a real dstack-kms would see from its simulator):
+  --identity-from FILE     derive the identity from FILE's bytes alone (same FILE, same mr_aggregated)
+  --vm-config JSON         the vm_config the quote attests
+  --reported-vm-config JSON  the vm_config the guest agent's Info reports (split vm_config)
+  --unverifiable-quote WHY the KMS cannot verify its own quote (no matching trust anchors)
 TEST ONLY:
   --mutation NAME          re-create an authorization bug (env KMSRUN_SIM_MUTATION); repeatable:
                            skip-bootstrap-self-check, skip-receiver-source-check,
@@ -34,6 +40,8 @@ local VALUE = {
   ["-c"] = "config", ["--config"] = "config", ["--image"] = "image", ["--compose-file"] = "compose_file",
   ["--salt"] = "salt", ["--device"] = "device", ["--name"] = "name", ["--leak-keys-to"] = "leak_keys_to",
   ["--tcb-status"] = "tcb_status",
+  ["--identity-from"] = "identity_from", ["--vm-config"] = "vm_config", ["--reported-vm-config"] = "reported_vm_config",
+  ["--unverifiable-quote"] = "unverifiable_quote",
 }
 local LIST = { ["--mutation"] = "mutations", ["--fault"] = "faults", ["--host-alias"] = "host_alias",
   ["--advisory"] = "advisories" }
@@ -75,12 +83,19 @@ return function(args)
     faults = o.faults, host_alias = o.host_alias, leak_keys_to = o.leak_keys_to,
     mutations = #o.mutations > 0 and o.mutations or nil,
     tcb_status = o.tcb_status, advisories = o.advisories, old_format_cert = o.old_format_cert,
+    vm_config = o.vm_config, reported_vm_config = o.reported_vm_config, unverifiable_quote = o.unverifiable_quote,
   }
-  local layers = {}
-  local f = io.open("./kms.toml", "rb")
-  if f then f:close(); layers[#layers + 1] = "./kms.toml" end
-  if o.config then layers[#layers + 1] = o.config end
-  if #layers == 0 then io.stderr:write("kmsrun serve kms-sim: -c kms.toml is required\n", USAGE); return 2 end
+  if o.identity_from then
+    local f = io.open(o.identity_from, "rb")
+    if not f then io.stderr:write("kmsrun serve kms-sim: cannot read ", o.identity_from, "\n"); return 2 end
+    local inputs = require("kmsrun.emu.kms.guest_modes").identity_inputs(f:read("a"))
+    f:close()
+    opts.compose, opts.salt = inputs.compose, inputs.salt -- from the bytes alone, whatever --salt says
+  end
+  local layers, notes = require("kmsrun.emu.kms.config_files").layers(o.config)
+  if not layers then io.stderr:write("Error: ", notes, "\n"); return 1 end
+  if not o.config and #layers == 0 then io.stderr:write("kmsrun serve kms-sim: -c kms.toml is required\n", USAGE); return 2 end
+  for _, line in ipairs(notes) do io.stderr:write("INFO ", line, "\n") end
   opts.config = layers
   if o.compose_file then
     local cf = io.open(o.compose_file, "rb")

@@ -3,7 +3,7 @@
 -- call; error texts as the real client builds them (6.4), so chains read the same.
 local http = require "kmsrun.http"
 local S = require "kmsrun.lib.json_serde"
-local messages = require "kmsrun.emu.kms.messages"
+local messages = require "kmsrun.kms.messages"
 
 local W = {}
 

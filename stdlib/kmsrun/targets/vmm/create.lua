@@ -106,6 +106,7 @@ function M.create(run, h, v, c, opts)
       opts.record()
       return nil, string.format("CreateVm for %s failed: %s", h.name, v.error)
     end
+    ports.release({ p.kms, p.agent }, ports.clashing_port(err))
   end
   return nil, string.format("CreateVm for %s: no usable host port after %d tries: %s", h.name, M.RETRIES, tostring(err))
 end

@@ -16,6 +16,7 @@ function M.record(run, h)
     compose_hash = v.compose_hash, app_id = v.app_id, vmm_compose_hash = v.vmm_compose_hash,
     guest_agent = v.guest_agent, host_port = v.host_port, guest_agent_port = v.agent_port,
     ports = v.ports and json.array(v.ports) or nil, key_provider = v.key_provider,
+    vmm_version = v.vmm_version, vmm_networking = v.vmm_networking,
     onboard_url = h.onboard_url, runtime_url = h.runtime_url, guest = h.guest,
     boot = json.array(v.boot), boot_error = v.boot_error, status = v.status, no_boot_progress = v.no_progress,
     removed = v.removed or false, kept = v.kept or false, remove_note = v.remove_note, error = v.error,

@@ -54,8 +54,9 @@ end
 
 --- Checks, before any VM is created, that the CVMs can reach the auth servers
 -- and kmsrun can reach the forwards. remote: the VMM is not on this host (its
--- URL host is not loopback). Returns true or nil, err.
-function M.check(run, remote, auths)
+-- URL host is not loopback); networking: the VMM's default mode when it says
+-- ("user", "bridge"). Returns true or nil, err.
+function M.check(run, remote, auths, networking)
   local bind, advertise = M.auth_bind(run), var(run, "auth_advertise")
   local forward = var(run, "vmm_forward_address") or "127.0.0.1"
   local in_process = false
@@ -68,6 +69,11 @@ function M.check(run, remote, auths)
     return nil, string.format("the auth servers listen on %s (auth_bind) but are advertised to the CVMs as %s: "
       .. "only 10.0.2.2 (user-mode networking on this host) reaches a loopback address; set auth_bind=0.0.0.0 "
       .. "or auth_bind=%s", bind, advertise, advertise)
+  end
+  if networking == "bridge" and in_process and not advertise then
+    return nil, "the VMM's CVMs use bridge networking (GetMeta): 10.0.2.2 means nothing there; set "
+      .. "auth_bind=0.0.0.0 and auth_advertise=<this host's address on the bridge>, and guest_host=<the VMM "
+      .. "host's address on the bridge> (see docs/targets/vmm.md, network topologies)"
   end
   if remote and in_process and not advertise then
     return nil, "the VMM is not on this host (its URL is not loopback), so 10.0.2.2 inside a CVM is the VMM host, "

@@ -78,6 +78,19 @@ function M.pick(ranges, host)
   return nil, "no free host port in vmm_port_range=" .. M.describe(ranges) .. " after 200 tries"
 end
 
+--- Gives back ports picked for a CreateVm that failed, except `keep` (the port
+-- the VMM said clashes: not to be tried again by this process).
+function M.release(list, keep)
+  for _, port in ipairs(list) do
+    if port ~= keep then handed_out[port] = nil end
+  end
+end
+
+--- The host port a clash error names ("... tcp 127.0.0.1:15200"), or nil.
+function M.clashing_port(err)
+  return math.tointeger(tonumber(tostring(err):match(":(%d+)%s*$")))
+end
+
 --- Parses vmm_ports: "9301,9302" or with guest-agent ports "9301/9401,9302/9402".
 -- Returns a list of {kms =, agent =} or nil, err.
 function M.parse_fixed(text)

@@ -88,13 +88,20 @@ local function build(run)
   local where = client.parse_url(url)
   -- Status tells whether port forwards are enabled at all ([cvm.port_mapping]
   -- enabled, false in upstream's vmm.toml); without them no KMS is reachable.
-  local st = c:call("Status", { brief = true, page = 1, page_size = 1 })
+  local st = c:call("Status", { brief = true })
   if type(st) == "table" and st.port_mapping_enabled == false then
     return nil, "the VMM has port mapping disabled: set `[cvm.port_mapping] enabled = true` in its vmm.toml "
       .. "(with a range that holds vmm_port_range); kmsrun reaches every KMS through a port forward"
   end
+  -- What the VMM says about itself: Version (all releases) and GetMeta's
+  -- networking (main only; dstack/vmm/src/main_service.rs:804-860). Neither is required.
+  local ver = c:call("Version")
+  local meta = c:call("GetMeta")
+  local net = type(meta) == "table" and type(meta.networking) == "table" and meta.networking.default_mode or nil
   local s = {
-    client = c, image = image, remote = not (where.unix_socket or host_of(where) == "localhost"
+    client = c, image = image,
+    version = type(ver) == "table" and ver.version or nil, rev = type(ver) == "table" and ver.rev or nil,
+    networking = (net ~= nil and net ~= "") and net or nil, remote = not (where.unix_socket or host_of(where) == "localhost"
       or host_of(where) == "::1" or host_of(where):match("^127%.")),
     host = (v.vmm_host ~= nil and v.vmm_host ~= "") and v.vmm_host or host_of(where),
   }

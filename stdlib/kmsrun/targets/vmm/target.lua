@@ -139,6 +139,12 @@ local function check_image(run, s, h)
     return nil, "the vmm target runs a prebuilt KMS docker image in each CVM: give --var kms_image=REGISTRY/IMAGE:TAG"
   end
   if kms_image:find("[%s'\"]") then return nil, "kms_image must not contain spaces or quotes: " .. kms_image end
+  -- Self-authorization (the KMS checking itself and its source) came with dstack-kms 0.5.9.
+  local a, b, c = kms_image:match(":v?(%d+)%.(%d+)%.(%d+)$")
+  if a and (tonumber(a) * 1e6 + tonumber(b) * 1e3 + tonumber(c)) < 5009 and not run.kms_image_warned then
+    run.kms_image_warned = true
+    run:note(string.format("kms_image %s is older than dstack-kms 0.5.9: self-authorization cases need 0.5.9 or newer", kms_image))
+  end
   if h.spec.image and h.spec.image ~= s.image then return session.check_image(s, h.spec.image) end
   return s.image
 end
@@ -150,7 +156,7 @@ function T.deploy(run, h)
   if not okv then return nil, verr end
   local s, err = session.get(run)
   if not s then return nil, err end
-  local okn, nerr = network.check(run, s.remote, run.runbook.auths)
+  local okn, nerr = network.check(run, s.remote, run.runbook.auths, s.networking)
   if not okn then return nil, nerr end
   T.wait_defaults.timeout = tonumber(run.vars.vmm_ready_timeout) or T.wait_defaults.timeout
   local os_image, ierr = check_image(run, s, h)
@@ -165,7 +171,7 @@ function T.deploy(run, h)
     name = "kmsrun-" .. h.name .. "-" .. crypto.hex(crypto.random(3)), vmm = tostring(s.client):gsub("^VMM ", ""),
     os_image = os_image, kms_image = run.vars.kms_image, compose_file = built.compose_file,
     compose_hash = built.compose_hash, app_id = built.app_id, guest_agent = h.spec.attestation ~= false,
-    key_provider = key_provider, boot = {},
+    key_provider = key_provider, vmm_version = s.version, vmm_networking = s.networking, boot = {},
   }
   h.vm = v
   run.evidence:write("vm/" .. h.name .. ".app-compose.json", built.compose_file)

@@ -1,5 +1,6 @@
 -- The KMS's prpc message types (kms_rpc.proto, kms-protocol.md sections 3-4), as schemas
--- for sim/serde.lua (JSON) and sim/protobuf.lua (binary mode). Field order is the proto
+-- for lib/json_serde.lua (JSON) and lib/protobuf.lua (binary mode), read by the emulator
+-- (emu/kms) and by `kmsrun check` (cli/check/methods.lua). Field order is the proto
 -- order, which is also the JSON key order on the wire; `n` is the proto field number.
 local S = require "kmsrun.lib.json_serde"
 

@@ -84,7 +84,7 @@ function M.attester(run, of, sim_state)
   local info, ierr = call(sim.socket, "Info", {})
   if not info then return nil, ierr end
   local a = setmetatable({ socket = sim.socket, vm_config = info.vm_config or "" }, Attester)
-  -- The simulator's Info: app_id, instance_id, compose hash, device id, os image hash (hex).
+  -- The simulator's Info (AppInfo, dstack/guest-agent/rpc/proto/agent_rpc.proto:216-243).
   local tcb = type(info.tcb_info) == "string" and cjson.decode(info.tcb_info) or {}
   a.summary = {
     app_id = info.app_id, instance_id = info.instance_id, device_id = info.device_id,
