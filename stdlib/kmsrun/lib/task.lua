@@ -134,7 +134,7 @@ function M.is_cancelled(err)
   return err == "cancelled" or (type(err) == "string" and err:match(": cancelled$") ~= nil)
 end
 
---- For long-running services: waits until SIGTERM or SIGINT (returns its name),
+--- For long-running services: waits until SIGTERM, SIGINT or SIGHUP (returns its name),
 -- or until done() is true after the task was woken (returns nil).
 function M.wait_for_signal(what, done)
   local me, got = coroutine.running(), nil
