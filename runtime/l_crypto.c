@@ -1,22 +1,19 @@
-/* kmsrun.crypto: randomness, digests, encodings, EC keys, X.509 certificates.
- * The mechanism is in crypto.c, eckey.c and x509_*.c; this file only moves
+/* kmsrun.crypto: randomness, digests, encodings, EC keys; its X.509 half is l_x509.c.
+ * The mechanism is in crypto.c and eckey.c; this file only moves
  * values between Lua and those plain-C interfaces. */
 #include "crypto.h"
 #include "eckey.h"
+#include "l_crypto.h"
 #include "register.h"
-#include "x509.h"
 
 #include <lauxlib.h>
 #include <limits.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 /* Misuse raises "crypto.<fn>: ..." at the caller's line. The module name is
  * spelled out here because the call site only knows the field name. */
-static int misuse(lua_State *L, const char *fn, const char *fmt, ...)
+int lc_misuse(lua_State *L, const char *fn, const char *fmt, ...)
 {
     char msg[512];
     va_list ap;
@@ -26,19 +23,19 @@ static int misuse(lua_State *L, const char *fn, const char *fmt, ...)
     return luaL_error(L, "crypto.%s: %s", fn, msg);
 }
 
-static int failed(lua_State *L, const char *fn, const kr_crypto_err *err)
+int lc_failed(lua_State *L, const char *fn, const kr_crypto_err *err)
 {
     return kr_fail(L, err->code, "crypto.%s: %s", fn, err->msg);
 }
 
-static const char *arg_bytes(lua_State *L, int arg, const char *fn, const char *name, size_t *len)
+const char *lc_arg_bytes(lua_State *L, int arg, const char *fn, const char *name, size_t *len)
 {
     if (lua_type(L, arg) != LUA_TSTRING)
-        misuse(L, fn, "%s must be a string, got %s", name, luaL_typename(L, arg));
+        lc_misuse(L, fn, "%s must be a string, got %s", name, luaL_typename(L, arg));
     return lua_tolstring(L, arg, len);
 }
 
-static void push_bytes(lua_State *L, kr_bytes *b)
+void lc_push_bytes(lua_State *L, kr_bytes *b)
 {
     lua_pushlstring(L, (const char *)b->data, b->len);
     kr_bytes_free(b);
@@ -46,7 +43,7 @@ static void push_bytes(lua_State *L, kr_bytes *b)
 
 /* A field that may take several types (a subject string or table, one PEM or a
  * list), read raw like every option (register.h) and left on the stack. */
-static int raw_field(lua_State *L, int opts, const char *key)
+int lc_raw_field(lua_State *L, int opts, const char *key)
 {
     lua_pushstring(L, key);
     return lua_rawget(L, opts);
@@ -58,11 +55,11 @@ static int l_random(lua_State *L)
 {
     int isint = 0;
     lua_Integer n = lua_type(L, 1) == LUA_TNUMBER ? lua_tointegerx(L, 1, &isint) : 0;
-    if (!isint || n < 0 || n > INT_MAX) misuse(L, "random", "n must be an integer in [0, %d]", INT_MAX);
+    if (!isint || n < 0 || n > INT_MAX) lc_misuse(L, "random", "n must be an integer in [0, %d]", INT_MAX);
     luaL_Buffer b;
     unsigned char *p = (unsigned char *)luaL_buffinitsize(L, &b, (size_t)n);
     kr_crypto_err err;
-    if (kr_crypto_random(p, (size_t)n, &err) != 0) return failed(L, "random", &err);
+    if (kr_crypto_random(p, (size_t)n, &err) != 0) return lc_failed(L, "random", &err);
     luaL_pushresultsize(&b, (size_t)n);
     return 1;
 }
@@ -70,10 +67,10 @@ static int l_random(lua_State *L)
 static int digest(lua_State *L, const char *fn, const char *alg)
 {
     size_t len, outlen = 0;
-    const char *data = arg_bytes(L, 1, fn, "data", &len);
+    const char *data = lc_arg_bytes(L, 1, fn, "data", &len);
     unsigned char md[KR_CRYPTO_MAX_DIGEST];
     kr_crypto_err err;
-    if (kr_crypto_digest(alg, data, len, md, &outlen, &err) != 0) return failed(L, fn, &err);
+    if (kr_crypto_digest(alg, data, len, md, &outlen, &err) != 0) return lc_failed(L, fn, &err);
     lua_pushlstring(L, (const char *)md, outlen);
     return 1;
 }
@@ -85,11 +82,11 @@ static int l_sha512(lua_State *L) { return digest(L, "sha512", "SHA512"); }
 static int l_hmac_sha256(lua_State *L)
 {
     size_t klen, len;
-    const char *key = arg_bytes(L, 1, "hmac_sha256", "key", &klen);
-    const char *data = arg_bytes(L, 2, "hmac_sha256", "data", &len);
+    const char *key = lc_arg_bytes(L, 1, "hmac_sha256", "key", &klen);
+    const char *data = lc_arg_bytes(L, 2, "hmac_sha256", "data", &len);
     unsigned char mac[32];
     kr_crypto_err err;
-    if (kr_crypto_hmac_sha256(key, klen, data, len, mac, &err) != 0) return failed(L, "hmac_sha256", &err);
+    if (kr_crypto_hmac_sha256(key, klen, data, len, mac, &err) != 0) return lc_failed(L, "hmac_sha256", &err);
     lua_pushlstring(L, (const char *)mac, sizeof mac);
     return 1;
 }
@@ -97,8 +94,8 @@ static int l_hmac_sha256(lua_State *L)
 static int l_hex(lua_State *L)
 {
     size_t len;
-    const char *data = arg_bytes(L, 1, "hex", "bytes", &len);
-    if (len > (SIZE_MAX - 1) / 2) misuse(L, "hex", "input too large");
+    const char *data = lc_arg_bytes(L, 1, "hex", "bytes", &len);
+    if (len > (SIZE_MAX - 1) / 2) lc_misuse(L, "hex", "input too large");
     luaL_Buffer b;
     char *p = luaL_buffinitsize(L, &b, 2 * len + 1);
     kr_crypto_hex((const unsigned char *)data, len, p);
@@ -109,11 +106,11 @@ static int l_hex(lua_State *L)
 static int l_unhex(lua_State *L)
 {
     size_t len;
-    const char *hex = arg_bytes(L, 1, "unhex", "hex", &len);
+    const char *hex = lc_arg_bytes(L, 1, "unhex", "hex", &len);
     luaL_Buffer b;
     unsigned char *p = (unsigned char *)luaL_buffinitsize(L, &b, len / 2);
     kr_crypto_err err;
-    if (kr_crypto_unhex(hex, len, p, &err) != 0) return failed(L, "unhex", &err);
+    if (kr_crypto_unhex(hex, len, p, &err) != 0) return lc_failed(L, "unhex", &err);
     luaL_pushresultsize(&b, len / 2);
     return 1;
 }
@@ -121,21 +118,21 @@ static int l_unhex(lua_State *L)
 static int l_base64(lua_State *L)
 {
     size_t len;
-    const char *data = arg_bytes(L, 1, "base64", "bytes", &len);
+    const char *data = lc_arg_bytes(L, 1, "base64", "bytes", &len);
     kr_bytes out;
-    if (kr_crypto_base64((const unsigned char *)data, len, &out) != 0) misuse(L, "base64", "out of memory");
-    push_bytes(L, &out);
+    if (kr_crypto_base64((const unsigned char *)data, len, &out) != 0) lc_misuse(L, "base64", "out of memory");
+    lc_push_bytes(L, &out);
     return 1;
 }
 
 static int l_unbase64(lua_State *L)
 {
     size_t len;
-    const char *s = arg_bytes(L, 1, "unbase64", "text", &len);
+    const char *s = lc_arg_bytes(L, 1, "unbase64", "text", &len);
     kr_bytes out;
     kr_crypto_err err;
-    if (kr_crypto_unbase64(s, len, &out, &err) != 0) return failed(L, "unbase64", &err);
-    push_bytes(L, &out);
+    if (kr_crypto_unbase64(s, len, &out, &err) != 0) return lc_failed(L, "unbase64", &err);
+    lc_push_bytes(L, &out);
     return 1;
 }
 
@@ -144,9 +141,9 @@ static int l_unbase64(lua_State *L)
 static const char *arg_curve(lua_State *L, int arg, const char *fn, int optional)
 {
     if (optional && lua_isnoneornil(L, arg)) return "P-256";
-    const char *curve = arg_bytes(L, arg, fn, "curve", NULL);
+    const char *curve = lc_arg_bytes(L, arg, fn, "curve", NULL);
     if (!kr_crypto_curve_supported(curve))
-        misuse(L, fn, "unknown curve '%s' (expected 'P-256' or 'secp256k1')", curve);
+        lc_misuse(L, fn, "unknown curve '%s' (expected 'P-256' or 'secp256k1')", curve);
     return curve;
 }
 
@@ -155,8 +152,8 @@ static int l_keygen(lua_State *L)
     const char *curve = arg_curve(L, 1, "keygen", 1);
     kr_bytes pem;
     kr_crypto_err err;
-    if (kr_crypto_keygen(curve, &pem, &err) != 0) return failed(L, "keygen", &err);
-    push_bytes(L, &pem);
+    if (kr_crypto_keygen(curve, &pem, &err) != 0) return lc_failed(L, "keygen", &err);
+    lc_push_bytes(L, &pem);
     return 1;
 }
 
@@ -164,22 +161,22 @@ static int l_key_from_raw(lua_State *L)
 {
     size_t len;
     const char *curve = arg_curve(L, 1, "key_from_raw", 0);
-    const char *raw = arg_bytes(L, 2, "key_from_raw", "raw", &len);
+    const char *raw = lc_arg_bytes(L, 2, "key_from_raw", "raw", &len);
     kr_bytes pem;
     kr_crypto_err err;
     if (kr_crypto_key_from_raw(curve, (const unsigned char *)raw, len, &pem, &err) != 0)
-        return failed(L, "key_from_raw", &err);
-    push_bytes(L, &pem);
+        return lc_failed(L, "key_from_raw", &err);
+    lc_push_bytes(L, &pem);
     return 1;
 }
 
 static int l_key_info(lua_State *L)
 {
     size_t len;
-    const char *pem = arg_bytes(L, 1, "key_info", "pem", &len);
+    const char *pem = lc_arg_bytes(L, 1, "key_info", "pem", &len);
     kr_key_info info;
     kr_crypto_err err;
-    if (kr_crypto_key_info(pem, len, &info, &err) != 0) return failed(L, "key_info", &err);
+    if (kr_crypto_key_info(pem, len, &info, &err) != 0) return lc_failed(L, "key_info", &err);
     lua_createtable(L, 0, 5);
     lua_pushstring(L, info.curve);
     lua_setfield(L, -2, "curve");
@@ -200,339 +197,25 @@ static int l_key_info(lua_State *L)
 static int l_sign(lua_State *L)
 {
     size_t klen, len;
-    const char *key = arg_bytes(L, 1, "sign", "key_pem", &klen);
-    const char *data = arg_bytes(L, 2, "sign", "data", &len);
+    const char *key = lc_arg_bytes(L, 1, "sign", "key_pem", &klen);
+    const char *data = lc_arg_bytes(L, 2, "sign", "data", &len);
     kr_bytes sig;
     kr_crypto_err err;
-    if (kr_crypto_sign(key, klen, data, len, &sig, &err) != 0) return failed(L, "sign", &err);
-    push_bytes(L, &sig);
+    if (kr_crypto_sign(key, klen, data, len, &sig, &err) != 0) return lc_failed(L, "sign", &err);
+    lc_push_bytes(L, &sig);
     return 1;
 }
 
 static int l_verify(lua_State *L)
 {
     size_t klen, len, slen;
-    const char *pem = arg_bytes(L, 1, "verify", "pem", &klen);
-    const char *data = arg_bytes(L, 2, "verify", "data", &len);
-    const char *sig = arg_bytes(L, 3, "verify", "sig", &slen);
+    const char *pem = lc_arg_bytes(L, 1, "verify", "pem", &klen);
+    const char *data = lc_arg_bytes(L, 2, "verify", "data", &len);
+    const char *sig = lc_arg_bytes(L, 3, "verify", "sig", &slen);
     kr_crypto_err err;
     int rc = kr_crypto_verify(pem, klen, data, len, (const unsigned char *)sig, slen, &err);
-    if (rc < 0) return failed(L, "verify", &err);
+    if (rc < 0) return lc_failed(L, "verify", &err);
     lua_pushboolean(L, rc);
-    return 1;
-}
-
-/* --- certificates -------------------------------------------------------- */
-
-static void check_dn_field(lua_State *L, const char *field)
-{
-    if (!kr_crypto_dn_field_known(field)) misuse(L, "cert", "subject: unknown attribute '%s'", field);
-}
-
-static int by_field(const void *a, const void *b)
-{
-    return strcmp(((const kr_dn_entry *)a)->field, ((const kr_dn_entry *)b)->field);
-}
-
-/* subject = "O=x,CN=y": parsed into a buffer owned by a userdata on the stack. */
-static size_t subject_string(lua_State *L, int idx, const kr_dn_entry **out)
-{
-    size_t len, cap = 1;
-    const char *s = lua_tolstring(L, idx, &len);
-    for (size_t i = 0; i < len; i++) cap += s[i] == ',';
-    char *buf = lua_newuserdatauv(L, len + 1, 0);
-    memcpy(buf, s, len + 1);
-    kr_dn_entry *e = lua_newuserdatauv(L, cap * sizeof *e, 0);
-    size_t n;
-    kr_crypto_err err;
-    if (kr_crypto_parse_dn(buf, e, cap, &n, &err) != 0) misuse(L, "cert", "subject: %s", err.msg);
-    for (size_t i = 0; i < n; i++) check_dn_field(L, e[i].field);
-    *out = e;
-    return n;
-}
-
-/* subject = {CN = ..., O = ...}: a table has no order, so use the
- * conventional C, ST, L, O, OU, CN, then any other attributes by name. */
-static size_t subject_table(lua_State *L, int idx, const kr_dn_entry **out)
-{
-    static const char *const order[] = {"C", "ST", "L", "O", "OU", "CN", NULL};
-    size_t n = 0;
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
-            misuse(L, "cert", "subject: names and values must be strings, got %s = %s", luaL_typename(L, -2),
-                   luaL_typename(L, -1));
-        check_dn_field(L, lua_tostring(L, -2));
-        lua_pop(L, 1);
-        n++;
-    }
-    kr_dn_entry *e = lua_newuserdatauv(L, (n ? n : 1) * sizeof *e, 0);
-    size_t k = 0;
-    for (int i = 0; order[i]; i++) {
-        if (raw_field(L, idx, order[i]) == LUA_TSTRING) e[k++] = (kr_dn_entry){order[i], lua_tostring(L, -1)};
-        lua_pop(L, 1); /* still anchored by the subject table */
-    }
-    size_t first_other = k;
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        const char *field = lua_tostring(L, -2);
-        int ordered = 0;
-        for (int i = 0; order[i]; i++) ordered |= strcmp(order[i], field) == 0;
-        if (!ordered) e[k++] = (kr_dn_entry){field, lua_tostring(L, -1)};
-        lua_pop(L, 1);
-    }
-    qsort(e + first_other, k - first_other, sizeof *e, by_field);
-    *out = e;
-    return k;
-}
-
-static size_t cert_subject(lua_State *L, int opts, const kr_dn_entry **out)
-{
-    int t = raw_field(L, opts, "subject");
-    *out = NULL;
-    if (t == LUA_TNIL) return 0;
-    int idx = lua_gettop(L);
-    if (t == LUA_TSTRING) return subject_string(L, idx, out);
-    if (t == LUA_TTABLE) return subject_table(L, idx, out);
-    return misuse(L, "cert", "option 'subject' must be a string or a table, got %s", lua_typename(L, t));
-}
-
-static size_t cert_san(lua_State *L, int opts, const char *const **out)
-{
-    int list = kr_opt_table(L, opts, "san", "a list");
-    size_t n = list ? lua_rawlen(L, list) : 0;
-    const char **v = lua_newuserdatauv(L, (n ? n : 1) * sizeof *v, 0);
-    for (size_t i = 0; i < n; i++) {
-        if (lua_rawgeti(L, list, (lua_Integer)i + 1) != LUA_TSTRING)
-            misuse(L, "cert", "san[%zu] must be a string, got %s", i + 1, luaL_typename(L, -1));
-        v[i] = lua_tostring(L, -1);
-        lua_pop(L, 1);
-    }
-    *out = v;
-    return n;
-}
-
-static unsigned cert_key_usage(lua_State *L, int opts)
-{
-    int list = kr_opt_table(L, opts, "key_usage", "a list");
-    unsigned flags = 0;
-    for (lua_Integer i = 1; list && i <= (lua_Integer)lua_rawlen(L, list); i++) {
-        unsigned f = lua_rawgeti(L, list, i) == LUA_TSTRING ? kr_crypto_key_usage_flag(lua_tostring(L, -1)) : 0;
-        if (!f)
-            misuse(L, "cert", "key_usage[%lld]: expected 'digitalSignature', 'keyCertSign', 'cRLSign' or "
-                              "'keyEncipherment', got %s", (long long)i,
-                   lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, -1));
-        flags |= f;
-        lua_pop(L, 1);
-    }
-    return flags;
-}
-
-static unsigned cert_ext_key_usage(lua_State *L, int opts)
-{
-    int list = kr_opt_table(L, opts, "ext_key_usage", "a list");
-    unsigned flags = 0;
-    for (lua_Integer i = 1; list && i <= (lua_Integer)lua_rawlen(L, list); i++) {
-        unsigned f = lua_rawgeti(L, list, i) == LUA_TSTRING ? kr_crypto_ext_key_usage_flag(lua_tostring(L, -1)) : 0;
-        if (!f)
-            misuse(L, "cert", "ext_key_usage[%lld]: expected 'serverAuth' or 'clientAuth', got %s", (long long)i,
-                   lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, -1));
-        flags |= f;
-        lua_pop(L, 1);
-    }
-    return flags;
-}
-
-static size_t cert_extensions(lua_State *L, int opts, const kr_ext_spec **out)
-{
-    static const char *const fields[] = {"oid", "value", "critical", NULL};
-    int list = kr_opt_table(L, opts, "extensions", "a list");
-    size_t n = list ? lua_rawlen(L, list) : 0;
-    kr_ext_spec *v = lua_newuserdatauv(L, (n ? n : 1) * sizeof *v, 0);
-    for (size_t i = 0; i < n; i++) {
-        char where[64];
-        snprintf(where, sizeof where, "extensions[%zu]", i + 1);
-        if (lua_rawgeti(L, list, (lua_Integer)i + 1) != LUA_TTABLE)
-            misuse(L, "cert", "%s must be a table {oid=, value=, critical=}, got %s", where, luaL_typename(L, -1));
-        int e = lua_gettop(L);
-        char fn[80];
-        snprintf(fn, sizeof fn, "crypto.cert: %s", where);
-        kr_check_opts(L, e, fn, fields);
-        v[i].oid = kr_opt_string(L, e, "extensions.oid", NULL, NULL);
-        v[i].value = (const unsigned char *)kr_opt_string(L, e, "extensions.value", NULL, &v[i].len);
-        v[i].critical = kr_opt_bool(L, e, "extensions.critical", 0);
-        if (!v[i].oid || !v[i].value) misuse(L, "cert", "%s needs both 'oid' and 'value'", where);
-        lua_pop(L, 1);
-    }
-    *out = v;
-    return n;
-}
-
-static int l_cert(lua_State *L)
-{
-    static const char *const known[] = {"key", "subject", "issuer_cert", "issuer_key", "ca", "pathlen", "san",
-                                        "days", "not_before_offset", "serial", "key_usage", "ext_key_usage",
-                                        "extensions", NULL};
-    if (!lua_istable(L, 1)) misuse(L, "cert", "options must be a table, got %s", luaL_typename(L, 1));
-    lua_settop(L, 1);
-    luaL_checkstack(L, 32, NULL);
-    int opts = kr_opts(L, 1, "crypto.cert", known), present = 0;
-    kr_cert_spec s = {0};
-    s.key_pem = kr_opt_string(L, opts, "key", NULL, &s.key_len);
-    if (!s.key_pem) misuse(L, "cert", "option 'key' is required");
-    s.issuer_cert_pem = kr_opt_string(L, opts, "issuer_cert", NULL, &s.issuer_cert_len);
-    s.issuer_key_pem = kr_opt_string(L, opts, "issuer_key", NULL, &s.issuer_key_len);
-    if (!s.issuer_cert_pem != !s.issuer_key_pem)
-        misuse(L, "cert", "options 'issuer_cert' and 'issuer_key' go together (omit both to self-sign)");
-    s.ca = kr_opt_bool(L, opts, "ca", 0);
-    s.pathlen = (long)kr_opt_integer(L, opts, "pathlen", 0, INT_MAX, 0, &present);
-    if (!present) s.pathlen = -1;
-    else if (!s.ca) misuse(L, "cert", "option 'pathlen' requires ca = true");
-    double days = kr_opt_number(L, opts, "days", 3650);
-    double offset = kr_opt_number(L, opts, "not_before_offset", 0);
-    if (fabs(days) > 1e6 || fabs(offset) > 1e11) misuse(L, "cert", "validity period out of range");
-    s.lifetime = (int64_t)llround(days * 86400);
-    s.not_before_offset = (int64_t)floor(offset);
-    s.serial = (uint64_t)kr_opt_integer(L, opts, "serial", 1, LUA_MAXINTEGER, 0, &s.has_serial);
-    s.key_usage = cert_key_usage(L, opts);
-    s.ext_key_usage = cert_ext_key_usage(L, opts);
-    s.n_subject = cert_subject(L, opts, &s.subject);
-    s.n_san = cert_san(L, opts, &s.san);
-    s.n_ext = cert_extensions(L, opts, &s.ext);
-
-    kr_bytes pem;
-    kr_crypto_err err;
-    if (kr_crypto_cert(&s, &pem, &err) != 0) return failed(L, "cert", &err);
-    push_bytes(L, &pem);
-    return 1;
-}
-
-static void push_name(lua_State *L, const char *line, const kr_attr *attrs, size_t n, const char *key)
-{
-    lua_pushstring(L, line);
-    lua_setfield(L, -2, key);
-    lua_createtable(L, 0, (int)n);
-    for (size_t i = n; i-- > 0;) { /* backwards: the first occurrence wins */
-        lua_pushstring(L, attrs[i].value);
-        lua_setfield(L, -2, attrs[i].name);
-    }
-    lua_pushfstring(L, "%s_fields", key);
-    lua_insert(L, -2);
-    lua_rawset(L, -3);
-}
-
-static int l_parse_cert(lua_State *L)
-{
-    size_t len;
-    const char *pem = arg_bytes(L, 1, "parse_cert", "pem", &len);
-    kr_cert_info c;
-    kr_crypto_err err;
-    if (kr_crypto_parse_cert(pem, len, &c, &err) != 0) return failed(L, "parse_cert", &err);
-    lua_createtable(L, 0, 16);
-    push_name(L, c.subject, c.subject_attrs, c.n_subject_attrs, "subject");
-    push_name(L, c.issuer, c.issuer_attrs, c.n_issuer_attrs, "issuer");
-    lua_createtable(L, (int)c.n_san, 0);
-    for (size_t i = 0; i < c.n_san; i++) {
-        lua_pushstring(L, c.san[i]);
-        lua_rawseti(L, -2, (lua_Integer)i + 1);
-    }
-    lua_setfield(L, -2, "san");
-    lua_createtable(L, 0, (int)c.n_ext);
-    for (size_t i = 0; i < c.n_ext; i++) {
-        lua_pushlstring(L, (const char *)c.ext[i].value.data, c.ext[i].value.len);
-        lua_setfield(L, -2, c.ext[i].oid);
-    }
-    lua_setfield(L, -2, "extensions");
-    lua_pushlstring(L, (const char *)c.spki_der.data, c.spki_der.len);
-    lua_setfield(L, -2, "public_key_der");
-    lua_pushlstring(L, (const char *)c.spki_pem.data, c.spki_pem.len);
-    lua_setfield(L, -2, "public_key_pem");
-    lua_pushstring(L, c.fingerprint);
-    lua_setfield(L, -2, "fingerprint");
-    lua_pushstring(L, c.serial);
-    lua_setfield(L, -2, "serial");
-    lua_pushinteger(L, (lua_Integer)c.not_before);
-    lua_setfield(L, -2, "not_before");
-    lua_pushinteger(L, (lua_Integer)c.not_after);
-    lua_setfield(L, -2, "not_after");
-    lua_pushboolean(L, c.is_ca);
-    lua_setfield(L, -2, "is_ca");
-    if (c.pathlen >= 0) {
-        lua_pushinteger(L, c.pathlen);
-        lua_setfield(L, -2, "pathlen");
-    }
-    lua_pushlstring(L, (const char *)c.der.data, c.der.len);
-    lua_setfield(L, -2, "der");
-    kr_cert_info_free(&c);
-    return 1;
-}
-
-static int l_split_pem(lua_State *L)
-{
-    static const char *const known[] = {"label", NULL};
-    size_t len, label_len = 0;
-    const char *text = arg_bytes(L, 1, "split_pem", "bundle", &len);
-    int opts = kr_opts(L, 2, "crypto.split_pem", known);
-    const char *label = kr_opt_string(L, opts, "label", NULL, &label_len);
-    kr_pem_block *blocks;
-    size_t n;
-    if (kr_crypto_split_pem(text, len, &blocks, &n) != 0) misuse(L, "split_pem", "out of memory");
-    lua_createtable(L, (int)n, 0);
-    lua_Integer k = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (label && (blocks[i].label_len != label_len || memcmp(blocks[i].label, label, label_len) != 0)) continue;
-        lua_pushlstring(L, blocks[i].text, blocks[i].len);
-        lua_pushliteral(L, "\n");
-        lua_concat(L, 2);
-        lua_rawseti(L, -2, ++k);
-    }
-    free(blocks);
-    return 1;
-}
-
-/* A PEM option given as one string or as a list of strings, pushed as one
- * string; NULL when absent. */
-static const char *opt_pems(lua_State *L, int opts, const char *key, size_t *len)
-{
-    int t = raw_field(L, opts, key);
-    if (t == LUA_TNIL) return NULL;
-    if (t == LUA_TTABLE) {
-        int list = lua_gettop(L);
-        luaL_Buffer b;
-        luaL_buffinit(L, &b);
-        for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, list); i++) {
-            if (lua_rawgeti(L, list, i) != LUA_TSTRING)
-                misuse(L, "verify_chain", "%s[%lld] must be a string, got %s", key, (long long)i, luaL_typename(L, -1));
-            luaL_addvalue(&b);
-            luaL_addchar(&b, '\n');
-        }
-        luaL_pushresult(&b);
-    } else if (t != LUA_TSTRING) {
-        misuse(L, "verify_chain", "option '%s' must be a PEM string or a list of them, got %s", key,
-               lua_typename(L, t));
-    }
-    return lua_tolstring(L, -1, len);
-}
-
-static int l_verify_chain(lua_State *L)
-{
-    static const char *const known[] = {"roots", "intermediates", "time", NULL};
-    size_t len, roots_len = 0, inter_len = 0;
-    const char *cert = arg_bytes(L, 1, "verify_chain", "cert_pem", &len);
-    if (!lua_istable(L, 2)) misuse(L, "verify_chain", "options must be a table, got %s", luaL_typename(L, 2));
-    int opts = kr_opts(L, 2, "crypto.verify_chain", known), has_time;
-    lua_settop(L, opts);
-    lua_Integer at = kr_opt_integer(L, opts, "time", 0, LUA_MAXINTEGER, 0, &has_time);
-    const char *roots = opt_pems(L, opts, "roots", &roots_len);
-    if (!roots) misuse(L, "verify_chain", "option 'roots' is required");
-    const char *inter = opt_pems(L, opts, "intermediates", &inter_len);
-    kr_crypto_err err;
-    if (kr_crypto_verify_chain(cert, len, roots, roots_len, inter, inter_len, has_time, (int64_t)at, &err) != 0) {
-        /* The reason is OpenSSL's own wording, so runbooks can compare it. */
-        if (strcmp(err.code, "EVERIFY") == 0) return kr_fail(L, err.code, "%s", err.msg);
-        return failed(L, "verify_chain", &err);
-    }
-    lua_pushboolean(L, 1);
     return 1;
 }
 
@@ -576,56 +259,6 @@ static const kr_func funcs[] = {
      "Checks that `sig` is a DER ECDSA signature of SHA-256(`data`) under the EC public key of `pem`, which "
      "may be a public key, private key or certificate PEM. Returns `true` or `false` (a malformed signature is "
      "`false`). An unusable `pem` returns `nil, err, \"EINVAL\"`."},
-    {"cert", l_cert, "cert(opts)", "pem | nil, err, code",
-     "Issues an X.509 v3 certificate signed with SHA-256 (ECDSA for EC keys) and returns it as PEM. Options:\n\n"
-     "- `key` (required): PEM of the subject's key; a private key, or a public key when an issuer signs.\n"
-     "- `subject`: a table `{CN = ..., O = ..., OU = ..., C = ..., ...}` (written in the order C, ST, L, O, "
-     "OU, CN, then other attributes by name) or a string `\"O=Dstack,CN=Dstack CA\"` (written in the given "
-     "order; `\\,` is a literal comma). Default: an empty subject.\n"
-     "- `issuer_cert`, `issuer_key`: PEMs of the issuing certificate and its private key. Omit both for a "
-     "self-signed certificate; giving only one raises.\n"
-     "- `ca` (default `false`): adds a critical basicConstraints `CA:TRUE`, and a subjectKeyIdentifier.\n"
-     "- `pathlen`: integer >= 0, the basicConstraints path length; requires `ca = true`.\n"
-     "- `san`: list of `\"DNS:name\"`, `\"IP:1.2.3.4\"` (IPv4 or IPv6), `\"URI:...\"`, `\"email:...\"`; an "
-     "entry without a prefix is an IP address if it parses as one, otherwise a DNS name.\n"
-     "- `days` (default 3650): validity length in days, counted from notBefore.\n"
-     "- `not_before_offset` (default 0): seconds added to the current time to get notBefore (negative to "
-     "backdate; with a small `days`, gives an expired certificate).\n"
-     "- `serial`: positive integer; default a random 64-bit number.\n"
-     "- `key_usage`: list among `\"digitalSignature\"`, `\"keyCertSign\"`, `\"cRLSign\"`, "
-     "`\"keyEncipherment\"`; written as a critical keyUsage extension. Default: none.\n"
-     "- `ext_key_usage`: list among `\"serverAuth\"`, `\"clientAuth\"`; written as a non-critical "
-     "extendedKeyUsage extension. Default: none.\n"
-     "- `extensions`: list of `{oid = \"1.2.3...\", value = bytes, critical = false}`; `value` is wrapped in a "
-     "DER OCTET STRING and added as extension `oid`.\n\n"
-     "An authorityKeyIdentifier (the issuer's subjectKeyIdentifier, or the SHA-1 of its public key) is added "
-     "to CA certificates and to every certificate issued by `issuer_cert`. Wrong option types, unknown "
-     "options, subject attributes, key usages, and malformed subject strings raise. Unusable keys or issuer "
-     "certificate, `issuer_key` not matching `issuer_cert`, invalid attribute values (e.g. `C` not two "
-     "letters), bad IP addresses or OIDs return `nil, err, \"EINVAL\"`."},
-    {"parse_cert", l_parse_cert, "parse_cert(pem)", "info | nil, err, code",
-     "Reads the first `CERTIFICATE` block of `pem` (or a DER certificate). Returns a table: `subject`, "
-     "`issuer` (one line `\"CN=x, O=y\"` in certificate order, `,` and `\\` in values escaped with `\\`), "
-     "`subject_fields`, `issuer_fields` (`{CN = ..., O = ...}`; for a repeated attribute, the first), `san` "
-     "(list of `\"DNS:x\"`, `\"IP:127.0.0.1\"`, `\"URI:x\"`, `\"email:x\"`; other name forms are left out), "
-     "`extensions` (`[oid] = bytes` for every extension: the OCTET STRING payload when the extension value "
-     "is an OCTET STRING, otherwise the value's full DER), `public_key_der` (SubjectPublicKeyInfo DER), "
-     "`public_key_pem`, `fingerprint` (lowercase hex SHA-256 of the DER certificate), `serial` (lowercase "
-     "hex, two digits per byte), `not_before`, `not_after` (Unix seconds), `is_ca` (basicConstraints CA), "
-     "`pathlen` (integer, or `nil` when unconstrained), `der`. Unparsable input returns "
-     "`nil, err, \"EINVAL\"`."},
-    {"split_pem", l_split_pem, "split_pem(bundle [, {label = ...}])", "list",
-     "Returns the PEM blocks (`-----BEGIN X-----` ... `-----END X-----`) of `bundle` in order, each ending "
-     "with a newline; text between blocks is dropped. Option `label` keeps only blocks of that label, e.g. "
-     "`\"CERTIFICATE\"`. No block gives an empty list."},
-    {"verify_chain", l_verify_chain, "verify_chain(cert_pem, opts)", "true | nil, reason, code",
-     "Verifies the certificate `cert_pem` (further certificates in it are used as intermediates) with "
-     "OpenSSL's chain verification. Options: `roots` (required): trusted certificates, a PEM string holding "
-     "one or more, or a list of PEM strings; every root is a trust anchor, even if not self-signed. "
-     "`intermediates`: untrusted certificates, same forms. `time`: Unix seconds to verify at (default: "
-     "now). A chain that does not verify returns `nil, reason, \"EVERIFY\"` where reason is OpenSSL's text, "
-     "e.g. `\"unable to get local issuer certificate\"`, `\"certificate has expired\"`. Unparsable "
-     "certificates return `nil, err, \"EINVAL\"`."},
     {NULL, NULL, NULL, NULL, NULL}};
 
 static const kr_module module = {"kmsrun.crypto", "hashes, encodings, EC keys and X.509 certificates", funcs};
@@ -633,5 +266,6 @@ static const kr_module module = {"kmsrun.crypto", "hashes, encodings, EC keys an
 int luaopen_kmsrun_crypto(lua_State *L)
 {
     kr_newmodule(L, &module);
+    kr_addfuncs(L, -1, module.name, kr_x509_funcs);
     return 1;
 }

@@ -10,27 +10,40 @@
 
 static const char DOCS_KEY = 'd'; /* registry: module name -> {summary=, funcs={...}} */
 
-void kr_newmodule(lua_State *L, const kr_module *m)
+/* [-0, +0, m] The docs list of module `name` (created with its summary when absent)
+ * is pushed; returns its stack index. */
+static int docs_list(lua_State *L, const char *name, const char *summary)
 {
-    int n = 0;
-    while (m->funcs[n].name) n++;
-    lua_createtable(L, 0, n);
-    int mod = lua_gettop(L);
-
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, &DOCS_KEY) != LUA_TTABLE) {
         lua_pop(L, 1);
         lua_newtable(L);
         lua_pushvalue(L, -1);
         lua_rawsetp(L, LUA_REGISTRYINDEX, &DOCS_KEY);
     }
-    lua_createtable(L, 0, 2);
-    lua_pushstring(L, m->summary);
-    lua_setfield(L, -2, "summary");
-    lua_createtable(L, n, 0);
-    for (int i = 0; i < n; i++) {
-        const kr_func *f = &m->funcs[i];
-        /* The full name ("http.request") rides along as upvalue 1 for kr_error. */
-        const char *shortname = strncmp(m->name, "kmsrun.", 7) == 0 ? m->name + 7 : m->name;
+    if (lua_getfield(L, -1, name) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_createtable(L, 0, 2);
+        lua_pushstring(L, summary ? summary : "");
+        lua_setfield(L, -2, "summary");
+        lua_newtable(L);
+        lua_setfield(L, -2, "funcs");
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -3, name);
+    }
+    lua_getfield(L, -1, "funcs");
+    lua_replace(L, -3);
+    lua_pop(L, 1);
+    return lua_gettop(L);
+}
+
+void kr_addfuncs(lua_State *L, int idx, const char *name, const kr_func *funcs)
+{
+    int mod = lua_absindex(L, idx);
+    int docs = docs_list(L, name, NULL);
+    lua_Integer next = (lua_Integer)lua_rawlen(L, docs);
+    /* The full name ("http.request") rides along as upvalue 1 for kr_error. */
+    const char *shortname = strncmp(name, "kmsrun.", 7) == 0 ? name + 7 : name;
+    for (const kr_func *f = funcs; f->name; f++) {
         lua_pushfstring(L, "%s.%s", shortname, f->name);
         lua_pushcclosure(L, f->fn, 1);
         lua_setfield(L, mod, f->name);
@@ -43,11 +56,17 @@ void kr_newmodule(lua_State *L, const kr_module *m)
         lua_setfield(L, -2, "returns");
         lua_pushstring(L, f->doc);
         lua_setfield(L, -2, "doc");
-        lua_rawseti(L, -2, i + 1);
+        lua_rawseti(L, docs, ++next);
     }
-    lua_setfield(L, -2, "funcs");
-    lua_setfield(L, -2, m->name);
     lua_pop(L, 1);
+}
+
+void kr_newmodule(lua_State *L, const kr_module *m)
+{
+    lua_newtable(L);
+    docs_list(L, m->name, m->summary); /* records the summary */
+    lua_pop(L, 1);
+    kr_addfuncs(L, -1, m->name, m->funcs);
 }
 
 int kr_host_docs(lua_State *L)

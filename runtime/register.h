@@ -25,6 +25,10 @@ typedef struct kr_module {
 /* [-0, +1, m] Create the module table, record its docs, leave the table on the stack. */
 void kr_newmodule(lua_State *L, const kr_module *m);
 
+/* [-0, +0, m] Add funcs (and their docs) to the module `name` whose table is at idx:
+ * a module whose primitives live in several files (crypto and its X.509 half). */
+void kr_addfuncs(lua_State *L, int idx, const char *name, const kr_func *funcs);
+
 /* [-0, +0, -] Raise "<module>.<func>: <message>" for misuse by the caller. */
 int kr_error(lua_State *L, const char *fmt, ...);
 
