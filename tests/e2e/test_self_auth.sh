@@ -80,7 +80,7 @@ else ok "the leak scan detects planted keys (negative control)"; fi
 if grep -q "REDACTED sha256:" "$WORK/ok/transcript.ndjson"; then ok "transcript carries redaction markers"; else not_ok "transcript carries redaction markers"; fi
 
 # Mutation switches: each re-creates one bug; exactly its case must catch it.
-for row in "skip-bootstrap-self-check 1" "skip-receiver-source-check 3" "skip-runtime-self-check 4" "allow-no-quote 5"; do
+for row in "skip-bootstrap-self-check 1" "cache-self-decision 2" "skip-receiver-source-check 3" "skip-runtime-self-check 4" "allow-no-quote 5"; do
   set -- $row
   run "mutation $1 fails the run" 1 "$KMSRUN" -q --out "$WORK/m-$1" --var sim_mutation="$1" "$RUNBOOK"
   if $PY - "$WORK/m-$1/report.json" "$2" <<'PYEOF'

@@ -191,6 +191,19 @@ CHECKS.case2 = function(m)
   return { C2_bootstrap_allowed = ok }
 end
 
+-- The guide's case 2 on case 1's instance: allowed after a denial. When the denial did not
+-- happen (a mutation broke case 1), there is nothing to judge here.
+CHECKS.case2_after_deny = function(m)
+  local a = F.auth(PLACEHOLDER)
+  local k = assert(F.kms { webhook = a.url, mutations = m })
+  a:set_policy(deny_by_mr(k.identity.os_image_hash))
+  local denied = post(onboard_url(k), "Onboard.Bootstrap", '{"domain":"kms.example.test"}').status == 400
+  a:set_policy(allow_single(k.identity.os_image_hash, k.identity.mr_aggregated))
+  local allowed = post(onboard_url(k), "Onboard.Bootstrap", '{"domain":"kms.example.test"}').status == 200
+  k:close(); a:close()
+  return { C2b_bootstrap_allowed_after_deny = not denied or allowed }
+end
+
 CHECKS.case3 = function(m)
   local as, ad = F.auth(PLACEHOLDER), F.auth(PLACEHOLDER)
   local s = assert(F.kms { webhook = as.url, mutations = m, name = "src" })
@@ -245,7 +258,7 @@ end
 
 local function broken_checks(mutation)
   local broken = {}
-  for _, case in ipairs { "case1", "case2", "case3", "case4", "case5" } do
+  for _, case in ipairs { "case1", "case2", "case2_after_deny", "case3", "case4", "case5" } do
     for check, held in pairs(CHECKS[case](mutation and { mutation } or nil)) do
       if not held then broken[#broken + 1] = check end
     end
@@ -263,9 +276,10 @@ local EXPECTED = {
   ["skip-receiver-source-check"] = { "C3a_source_rejected" },
   ["skip-runtime-self-check"] = { "C4_runtime_self_check", "C5b_no_quote_no_trusted_rpc" },
   ["allow-no-quote"] = { "C5a_no_quote_no_bootstrap", "C5b_no_quote_no_trusted_rpc" },
+  ["cache-self-decision"] = { "C2b_bootstrap_allowed_after_deny", "C4_runtime_self_check" },
 }
 
-for _, mutation in ipairs { "skip-bootstrap-self-check", "skip-receiver-source-check", "skip-runtime-self-check", "allow-no-quote" } do
+for _, mutation in ipairs { "skip-bootstrap-self-check", "skip-receiver-source-check", "skip-runtime-self-check", "allow-no-quote", "cache-self-decision" } do
   T.test("mutation " .. mutation .. " breaks exactly the checks it removes", function()
     T.eq(broken_checks(mutation), EXPECTED[mutation])
   end)

@@ -17,6 +17,8 @@ M.SWITCHES = {
     description = "Onboard (receiver) does not check the source KMS against its own webhook" },
   { name = "skip-runtime-self-check", emulator = "kms", check = "ensure_self_allowed (trusted RPCs)",
     description = "trusted runtime RPCs do not re-check the KMS's own authorization" },
+  { name = "cache-self-decision", emulator = "kms", check = "fresh self decision (ensure_self_kms_allowed, ensure_self_allowed)",
+    description = "the KMS keeps the webhook's first answer about itself: a later policy change does not reach Bootstrap or trusted RPCs" },
   { name = "allow-no-quote", emulator = "kms", check = "guest agent attestation",
     description = "without a guest agent, bootstrap succeeds with an empty attestation and trusted RPCs skip the self-check" },
   { name = "skip-kms-caller-check", emulator = "kms", check = "ensure_kms_allowed (GetKmsKey caller)",

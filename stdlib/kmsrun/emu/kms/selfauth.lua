@@ -38,6 +38,18 @@ function M.local_boot_info(inst)
   return A.boot_info(v, false, "")
 end
 
+-- The webhook's decision about the KMS itself. Upstream asks on every Bootstrap and every
+-- trusted RPC (kms/src/main_service/upgrade_authority.rs ensure_self_kms_allowed;
+-- main_service.rs:242-262 ensure_self_allowed caches only the boot info);
+-- cache-self-decision re-creates a KMS that keeps the first answer.
+local function self_decision(inst, bi)
+  local cache = inst:mutation("cache-self-decision")
+  if cache and inst.cached_self_decision then return inst.cached_self_decision end
+  local res, err = inst.webhook:boot_auth(A.boot_info_json(bi), true)
+  if cache and res then inst.cached_self_decision = res end
+  return res, err
+end
+
 --- Bootstrap / auto-bootstrap self-check (ensure_self_kms_allowed); returns true or nil, inner
 -- text (the caller adds "KMS is not allowed to bootstrap: ").
 function M.bootstrap_check(inst)
@@ -45,7 +57,7 @@ function M.bootstrap_check(inst)
   if inst:mutation("skip-bootstrap-self-check") or no_quote_bypass(inst) then return true end
   local bi, err = M.local_boot_info(inst)
   if not bi then return nil, "failed to build local KMS boot info: " .. err end
-  local res, werr = inst.webhook:boot_auth(A.boot_info_json(bi), true)
+  local res, werr = self_decision(inst, bi)
   if not res then return nil, "failed to call KMS auth check: " .. werr end
   if not res.is_allowed then return nil, "boot denied: " .. res.reason end
   return true
@@ -64,7 +76,7 @@ function M.runtime_check(inst)
     if not bi then return nil, "KMS self authorization failed: Failed to load cached self boot info: " .. err end
     inst.self_boot_info = bi
   end
-  local res, werr = inst.webhook:boot_auth(A.boot_info_json(bi), true)
+  local res, werr = self_decision(inst, bi)
   if not res then return nil, "KMS self authorization failed: Failed to call self KMS auth check: " .. werr end
   if not res.is_allowed then return nil, "KMS self authorization failed: KMS is not allowed: " .. res.reason end
   return bi
