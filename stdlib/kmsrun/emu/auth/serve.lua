@@ -1,41 +1,23 @@
 -- `kmsrun serve auth`: the auth server as a standalone process, a drop-in for
 -- auth-simple (same environment variables, same policy file, same answers).
 local auth = require "kmsrun.emu.auth.server"
+local argv = require "kmsrun.lib.argv"
 
 local USAGE = [[usage: kmsrun serve auth [--config FILE] [--port N] [--host H] [--log FILE]
   --config FILE  policy file, re-read on every request (env AUTH_CONFIG_PATH, default ./auth-config.json)
   --port N       port, 0 picks a free one (env PORT, default 3000)
   --host H       address to listen on (default 127.0.0.1)
   --log FILE     append every decision to FILE as one JSON line
-  --mutation N   TEST ONLY: remove a policy rule (auth-ignore-os-image, auth-ignore-device,
-                 auth-ignore-tcb-status; comma separated)
+  --mutation N   TEST ONLY: re-create an auth server bug, comma separated (the auth
+                 switches of emu/mutations.lua, docs/emulator.md)
 Prints "listening on http://HOST:PORT" once ready; stops on SIGTERM or SIGINT.
 ]]
 
-local FLAGS = { ["--config"] = "config", ["--port"] = "port", ["--host"] = "host", ["--log"] = "log",
-  ["--mutation"] = "mutation" }
-
-local function parse(args)
-  local o = {}
-  local i = 1
-  while i <= #args do
-    local a = args[i]
-    if a == "-h" or a == "--help" then return nil, nil, true end
-    local name, inline = a:match("^(%-%-[%w-]+)=(.*)$")
-    name = name or a
-    local key = FLAGS[name]
-    if not key then return nil, "unknown option " .. a end
-    local value = inline
-    if value == nil then
-      i = i + 1
-      value = args[i]
-      if value == nil then return nil, "option " .. name .. " needs a value" end
-    end
-    o[key] = value
-    i = i + 1
-  end
-  return o
-end
+local FLAGS = {
+  ["--config"] = { "config", value = "FILE" }, ["--port"] = { "port", value = "N" }, ["--host"] = { "host", value = "H" },
+  ["--log"] = { "log", value = "FILE" }, ["--mutation"] = { "mutation", value = "N" },
+  ["--help"] = { "help" }, ["-h"] = "--help",
+}
 
 local function port_number(s, from)
   local n = math.tointeger(tonumber(s))
@@ -58,9 +40,9 @@ local function describe(e)
 end
 
 return function(args)
-  local o, err, help = parse(args)
-  if help then io.stdout:write(USAGE); return 0 end
+  local o, err = argv.parse(args, FLAGS)
   if not o then return fail(err) end
+  if o.help then io.stdout:write(USAGE); return 0 end
   local port_text, port_from = o.port, "--port"
   if not port_text then
     local env_port = os.getenv("PORT")

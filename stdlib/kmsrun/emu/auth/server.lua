@@ -184,6 +184,18 @@ function Auth:handle(req)
   return status, body, headers
 end
 
+-- Puts the policy text in force: in the policy file, or in memory without one.
+function Auth:store(text)
+  if self.config_path then
+    local ok, err, code = write_policy(self.config_path, text)
+    if not ok then return nil, err, code end
+  else
+    self.text = text
+  end
+  self.written_sha = sha256_hex(text)
+  return true
+end
+
 --- Starts an auth server; see docs/auth-server.md. Returns the handle | nil, err, code.
 function M.start(opts)
   opts = check_options(opts)
@@ -196,14 +208,8 @@ function M.start(opts)
     version = 0, seq = 0, log = {},
   }, Auth)
   if opts.policy ~= nil then
-    local text = policy_text(opts.policy, "auth.server.start")
-    self.written_sha = sha256_hex(text)
-    if self.config_path then
-      local ok, err, code = write_policy(self.config_path, text)
-      if not ok then return nil, err, code end
-    else
-      self.text = text
-    end
+    local ok, err, code = self:store(policy_text(opts.policy, "auth.server.start"))
+    if not ok then return nil, err, code end
   end
   local srv, err, code = server.listen(function(req) return self:handle(req) end,
     { host = opts.host or "127.0.0.1", port = opts.port or 0 })
@@ -221,15 +227,9 @@ end
 -- very next request. Returns version, sha256 hex of the text | nil, err, code.
 function Auth:set_policy(p)
   if self.closed then error("auth_server:set_policy: the server is closed", 2) end
-  local text = policy_text(p, "auth_server:set_policy")
-  if self.config_path then
-    local ok, err, code = write_policy(self.config_path, text)
-    if not ok then return nil, err, code end
-  else
-    self.text = text
-  end
+  local ok, err, code = self:store(policy_text(p, "auth_server:set_policy"))
+  if not ok then return nil, err, code end
   self.version = self.version + 1
-  self.written_sha = sha256_hex(text)
   return self.version, self.written_sha
 end
 

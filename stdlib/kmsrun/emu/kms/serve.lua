@@ -5,6 +5,7 @@
 -- before keys exist: "Failed to onboard").
 local core = require "kmsrun.core"
 local sim = require "kmsrun.emu.kms.emulator"
+local argv = require "kmsrun.lib.argv"
 
 local USAGE = [[usage: kmsrun serve kms-sim -c kms.toml [emulator options]
 kms-sim is kmsrun's EMULATOR of the dstack KMS protocol (not the KMS; attestation is emulated).
@@ -28,56 +29,32 @@ GUEST-AGENT FAILURE MODES (what a real dstack-kms would see from its simulator):
   --unverifiable-quote WHY the KMS cannot verify its own quote (no matching trust anchors)
 TEST ONLY:
   --mutation NAME          re-create an authorization bug (env KMSRUN_SIM_MUTATION); repeatable:
-                           skip-bootstrap-self-check, skip-receiver-source-check,
-                           skip-runtime-self-check, allow-no-quote, skip-kms-caller-check,
-                           skip-app-check (all switches: emu/mutations.lua)
+                           the kms switches of emu/mutations.lua (docs/emulator.md)
   --fault SPEC             listen-delay=S, slow=METHOD:S, crash=METHOD, status500=METHOD,
                            badjson=METHOD; repeatable
   --leak-keys-to FILE      append every private key handed out in an RPC response to FILE
 ]]
 
-local VALUE = {
-  ["-c"] = "config", ["--config"] = "config", ["--image"] = "image", ["--compose-file"] = "compose_file",
-  ["--salt"] = "salt", ["--device"] = "device", ["--name"] = "name", ["--leak-keys-to"] = "leak_keys_to",
-  ["--tcb-status"] = "tcb_status",
-  ["--identity-from"] = "identity_from", ["--vm-config"] = "vm_config", ["--reported-vm-config"] = "reported_vm_config",
-  ["--unverifiable-quote"] = "unverifiable_quote",
+local function value(key, meta) return { key, value = meta } end
+local function list(key, meta) return { key, value = meta, list = true } end
+local FLAGS = {
+  ["--config"] = value("config", "FILE"), ["-c"] = "--config", ["--image"] = value("image", "NAME"),
+  ["--compose-file"] = value("compose_file", "FILE"), ["--salt"] = value("salt", "HEX"),
+  ["--device"] = value("device", "HEX"), ["--name"] = value("name", "NAME"),
+  ["--leak-keys-to"] = value("leak_keys_to", "FILE"), ["--tcb-status"] = value("tcb_status", "STATUS"),
+  ["--identity-from"] = value("identity_from", "FILE"), ["--vm-config"] = value("vm_config", "JSON"),
+  ["--reported-vm-config"] = value("reported_vm_config", "JSON"),
+  ["--unverifiable-quote"] = value("unverifiable_quote", "WHY"),
+  ["--mutation"] = list("mutations", "NAME"), ["--fault"] = list("faults", "SPEC"),
+  ["--host-alias"] = list("host_alias", "FROM=TO"), ["--advisory"] = list("advisories", "ID"),
+  ["--no-attestation"] = { "no_attestation" }, ["--old-format-cert"] = { "old_format_cert" },
+  ["--help"] = { "help" }, ["-h"] = "--help",
 }
-local LIST = { ["--mutation"] = "mutations", ["--fault"] = "faults", ["--host-alias"] = "host_alias",
-  ["--advisory"] = "advisories" }
-
-local function parse(args)
-  local o = { mutations = {}, faults = {}, host_alias = {}, advisories = {} }
-  local i = 1
-  while i <= #args do
-    local a = args[i]
-    if a == "-h" or a == "--help" then return nil, nil, true end
-    if a == "--no-attestation" then
-      o.no_attestation = true
-    elseif a == "--old-format-cert" then
-      o.old_format_cert = true
-    else
-      local name, inline = a:match("^(%-%-[%w-]+)=(.*)$")
-      name = name or a
-      local key, list = VALUE[name], LIST[name]
-      if not key and not list then return nil, "unknown option " .. a end
-      local value = inline
-      if value == nil then
-        i = i + 1
-        value = args[i]
-        if value == nil then return nil, "option " .. name .. " needs a value" end
-      end
-      if key then o[key] = value else table.insert(o[list], value) end
-    end
-    i = i + 1
-  end
-  return o
-end
 
 return function(args)
-  local o, err, help = parse(args)
-  if help then io.stdout:write(USAGE); return 0 end
+  local o, err = argv.parse(args, FLAGS)
   if not o then io.stderr:write("kmsrun serve kms-sim: ", err, "\n", USAGE); return 2 end
+  if o.help then io.stdout:write(USAGE); return 0 end
   local opts = {
     image = o.image, salt = o.salt, device = o.device, name = o.name, no_attestation = o.no_attestation,
     faults = o.faults, host_alias = o.host_alias, leak_keys_to = o.leak_keys_to,
