@@ -76,5 +76,16 @@ expect_output "says the baseline fails" "the runbook does not pass without a mut
 run "an unknown switch is a usage error" 2 "$KMSRUN" mutants --switch skip-everything "$WORK/weak/weak.lua"
 expect_output "names the known switches" "unknown switch 'skip-everything' (known: "
 run "mutants is sim only" 2 "$KMSRUN" mutants --target vmm "$WORK/weak/weak.lua"
+# The shared parser's conventions (lib/argv.lua, as check and plan): the command named,
+# then the usage.
+run "an unknown option is a usage error" 2 "$KMSRUN" mutants --no-such-flag "$WORK/weak/weak.lua"
+expect_output "names the unknown option" "kmsrun mutants: unknown option --no-such-flag"
+expect_output "then the usage" "usage: kmsrun mutants RUNBOOK.lua"
+run "a bad --jobs is a usage error" 2 "$KMSRUN" mutants --jobs=0 "$WORK/weak/weak.lua"
+expect_output "says what --jobs expects" "kmsrun mutants: --jobs expects a positive integer, got '0'"
+run "--jobs without a value is a usage error" 2 "$KMSRUN" mutants "$WORK/weak/weak.lua" --jobs
+expect_output "says --jobs needs a value" "kmsrun mutants: --jobs needs a value (N)"
+run "a run-only option is refused" 2 "$KMSRUN" mutants --events - "$WORK/weak/weak.lua"
+expect_output "says it does not apply" "kmsrun mutants: --events does not apply to mutants"
 
 finish

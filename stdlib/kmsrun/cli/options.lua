@@ -41,10 +41,11 @@ error, 4 timeout, 5 cleanup failed, 6 secret leaked into the output, 130 interru
 -- Options of a run that mean nothing to a command that only analyses the runbook.
 local RUN_ONLY = { out = "--out", events = "--events", keep_going = "--keep-going", list = "--list" }
 
---- Parses the options of an analysing command (check, plan): like a run, without
--- the run-only ones. Returns opts, or nil and the exit code after saying why
--- (--help prints usage and returns nil, 0).
-function M.parse_for(command, args, usage, extra)
+--- Parses the options of a command other than a run (check, plan, mutants): like a
+-- run, without the run-only ones (but those the command names in `takes`, a set of
+-- option fields, e.g. mutants' { out = true }). Returns opts, or nil and the exit
+-- code after saying why (--help prints usage and returns nil, 0).
+function M.parse_for(command, args, usage, extra, takes)
   local opts, err = M.parse(args, extra)
   if not opts then
     io.stderr:write("kmsrun ", command, ": ", err, "\n", usage)
@@ -52,7 +53,7 @@ function M.parse_for(command, args, usage, extra)
   end
   if opts.help then io.stdout:write(usage) return nil, 0 end
   for field, flag in pairs(RUN_ONLY) do
-    if opts[field] then
+    if opts[field] and not (takes and takes[field]) then
       io.stderr:write("kmsrun ", command, ": ", flag, " does not apply to ", command, "\n")
       return nil, 2
     end

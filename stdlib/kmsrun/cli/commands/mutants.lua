@@ -31,33 +31,17 @@ exit codes: 0 every switch caught, 1 a switch caught by no case or the runbook
 fails unmutated, 2 usage error
 ]]
 
-local function parse(args)
-  local rest, jobs, only = {}, 2, {}
-  local i = 1
-  while i <= #args do
-    local a = args[i]
-    if a == "--jobs" or a == "--switch" then
-      local v = args[i + 1]
-      if not v then return nil, a .. " needs a value" end
-      if a == "--jobs" then
-        jobs = math.tointeger(tonumber(v))
-        if not jobs or jobs < 1 then return nil, "--jobs expects a positive integer, got '" .. v .. "'" end
-      else only[#only + 1] = v end
-      i = i + 2
-    else
-      rest[#rest + 1] = a
-      i = i + 1
-    end
-  end
-  local opts, err = cli.parse(rest)
-  if not opts then return nil, err end
-  if opts.target ~= "sim" then return nil, "mutation switches exist on the sim target only (got --target " .. opts.target .. ")" end
-  for _, flag in ipairs({ "events", "list", "keep_going" }) do
-    if opts[flag] then return nil, "--" .. flag:gsub("_", "-") .. " does not apply to mutants" end
-  end
-  opts.jobs, opts.only = jobs, only
-  return opts
+local function positive_integer(v)
+  local n = math.tointeger(tonumber(v))
+  if n and n >= 1 then return n end
+  return nil, "a positive integer"
 end
+
+-- The run's options (lib/argv.lua through cli/options.lua) and mutants' own two.
+local FLAGS = {
+  ["--jobs"] = { "jobs", value = "N", check = positive_integer },
+  ["--switch"] = { "only", value = "NAME", list = true },
+}
 
 -- One child run: returns {status =, exit_code =, cases = {id -> status}, out =, seconds =}.
 -- alone: a case id to run by itself (with the cases it needs) instead of the selection.
@@ -119,13 +103,14 @@ local function pool(n, jobs)
 end
 
 return function(args)
-  local opts, perr = parse(args)
-  if not opts then
-    io.stderr:write("kmsrun mutants: ", perr, "\n", USAGE)
+  local opts, code = cli.parse_for("mutants", args, USAGE, FLAGS, { out = true })
+  if not opts then return code end
+  if opts.target ~= "sim" then
+    io.stderr:write("kmsrun mutants: mutation switches exist on the sim target only (got --target ", opts.target, ")\n", USAGE)
     return exit_codes.USAGE
   end
-  if opts.help then io.stdout:write(USAGE) return exit_codes.OK end
   if not opts.runbook then io.stderr:write(USAGE) return exit_codes.USAGE end
+  opts.jobs = opts.jobs or 2
   local switches, serr = matrix.switches(opts.only)
   if not switches then io.stderr:write("kmsrun mutants: ", serr, "\n") return exit_codes.USAGE end
 
