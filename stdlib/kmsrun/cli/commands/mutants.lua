@@ -54,17 +54,6 @@ local function run_one(opts, out, mutation, alone)
   for _, t in ipairs(opts.tags) do argv[#argv + 1] = "--tag"; argv[#argv + 1] = t end
   if opts.timeout then argv[#argv + 1] = "--timeout"; argv[#argv + 1] = tostring(opts.timeout) end
   argv[#argv + 1] = opts.runbook
-  -- The cases' needs, from the declarations (loading a runbook has no side effects).
-  local spec, lerr = require("kmsrun.run.runbook").load(opts.runbook,
-    { vars = opts.vars, target_vars = require("kmsrun.targets.registry").load("sim").vars })
-  if not spec then io.stderr:write(tostring(lerr), "\n") return exit_codes.USAGE end
-  local ids, needs = {}, {}
-  for _, c in ipairs(spec.cases) do ids[c.name] = c.id end
-  for _, c in ipairs(spec.cases) do
-    needs[c.id] = {}
-    for _, n in ipairs(c.needs) do needs[c.id][#needs[c.id] + 1] = ids[n] end
-  end
-
   local started = time.now()
   local p, err = proc.spawn(argv, { stdout = out .. ".log", stderr = out .. ".log" })
   if not p then return { error = "cannot start kmsrun: " .. tostring(err) } end
