@@ -273,8 +273,9 @@ static const kr_func funcs[] = {
      "also a new HTTPS connection that the server closes right after the handshake, which is how a "
      "TLS 1.3 server rejects a client certificate), `ERESOLVE`, `ECONNRESET` (empty reply or "
      "connection closed by the peer), `ETOOBIG` or `EHTTP` (anything else). An invalid URL, an "
-     "unknown option or an option of the wrong type raises. Raises `cancelled` if the task is "
-     "cancelled meanwhile; the transfer is aborted."},
+     "unknown option or an option of the wrong type raises. Raises the cancellation value "
+     "`kmsrun.core.CANCELLED` (it prints as `cancelled`) if the task is cancelled meanwhile; the "
+     "transfer is aborted."},
     {NULL, NULL, NULL, NULL, NULL}};
 
 static const kr_module module = {"kmsrun.http", "HTTP and HTTPS client requests", funcs};

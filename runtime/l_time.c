@@ -74,7 +74,8 @@ static int l_cpu(lua_State *L)
 static const kr_func funcs[] = {
     {"sleep", l_sleep, "sleep(seconds)", "nothing",
      "Suspends the running task for `seconds` (a number, fractions allowed) while other tasks run. "
-     "Raises `cancelled` if the task is cancelled meanwhile."},
+     "Raises the cancellation value `kmsrun.core.CANCELLED` (it prints as `cancelled`) if the task is "
+     "cancelled meanwhile."},
     {"now", l_now, "now()", "number", "Monotonic clock in seconds, for measuring durations and deadlines."},
     {"wall", l_wall, "wall()", "number", "Wall-clock time in seconds since the Unix epoch, with fractions."},
     {"cpu", l_cpu, "cpu()", "number", "CPU time consumed by this process so far, in seconds."},

@@ -20,7 +20,7 @@ enum { K_WAIT, K_START, K_PREEMPTED };
  * on the main state before any coroutine exists (coroutines inherit it, as
  * lua.c's Ctrl-C hook reaches running code), yields the task the loop resumed
  * once it has run for a slice; the loop runs its callbacks and resumes it. A
- * task cancelled while preempted gets "cancelled" raised where it stands. */
+ * task cancelled while preempted gets the cancellation raised where it stands. */
 enum { HOOK_COUNT = 1000, SLICE_NS = 20 * 1000 * 1000 };
 
 struct kr_wait {
@@ -49,12 +49,44 @@ static struct {
     lua_State *current;     /* the task the loop is resuming (the only one preempted) */
     long long resumed_ns;   /* when it was resumed */
     int preempted;          /* the hook yielded `current` */
-    lua_State *raise_in;    /* a preempted task to raise "cancelled" in */
+    lua_State *raise_in;    /* a preempted task to raise the cancellation in */
 } loop;
 
 static const char WAITS_KEY = 'w'; /* registry: thread -> lightuserdata(kr_wait) */
 static const char SIGNAL_KEY = 's'; /* registry: Lua signal callback */
 static const char TASKS_KEY = 't'; /* registry: weak set of coroutines started as tasks */
+static const char CANCELLED_KEY = 'c'; /* registry: the cancellation sentinel */
+
+/* [-0, +0, v] Raise the one cancellation value. A unique object, not a message:
+ * no text a runbook or a server raises ("upstream said: cancelled") can pass for
+ * it, and lua_error prepends no position. */
+static int raise_cancelled(lua_State *L)
+{
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &CANCELLED_KEY);
+    return lua_error(L);
+}
+
+static int cancelled_tostring(lua_State *L)
+{
+    lua_pushliteral(L, "cancelled");
+    return 1;
+}
+
+/* [-0, +0, m] Creates the sentinel: an empty table whose __tostring reads
+ * "cancelled" (the reports and messages that print it), metatable protected. */
+static void make_cancelled(lua_State *L)
+{
+    lua_newtable(L);
+    lua_createtable(L, 0, 3);
+    lua_pushcfunction(L, cancelled_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushliteral(L, "cancelled");
+    lua_setfield(L, -2, "__name");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_setmetatable(L, -2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &CANCELLED_KEY);
+}
 
 static int is_task(lua_State *L)
 {
@@ -87,7 +119,7 @@ static void preempt_hook(lua_State *L, lua_Debug *ar)
     if (L == loop.raise_in) {
         loop.raise_in = NULL;
         lua_sethook(L, preempt_hook, LUA_MASKCOUNT, HOOK_COUNT);
-        luaL_error(L, "cancelled");
+        raise_cancelled(L);
         return;
     }
     /* Only the coroutine the loop resumed: a yield from a plain coroutine nested in
@@ -274,7 +306,7 @@ static int wait_continue(lua_State *L, int status, lua_KContext kctx)
             lua_pop(L, n);
         }
         wait_free(L, w);
-        return luaL_error(L, "cancelled");
+        return raise_cancelled(L);
     }
     int n = w->push ? w->push(L, w->ctx) : 0;
     wait_free(L, w);
@@ -533,13 +565,15 @@ static const kr_func core_funcs[] = {
      "Low level: runbooks use `task.spawn`."},
     {"suspend", l_suspend, "suspend([what])", "the values passed to `wake`",
      "Suspends the running task until another task calls `core.wake` on it. `what` describes the wait "
-     "for diagnostics. Raises `cancelled` if the task is cancelled while suspended."},
+     "for diagnostics. Raises `core.CANCELLED` if the task is cancelled while suspended."},
     {"wake", l_wake, "wake(co, ...)", "boolean",
      "Resumes a task suspended by `core.suspend` on a later loop turn, making `suspend` return the values. "
      "Returns false if `co` is not suspended."},
     {"cancel", l_cancel, "cancel(co)", "boolean",
      "Aborts what the task `co` waits for (request, sleep, process wait) and makes that primitive raise "
-     "`cancelled` inside it. Returns false if `co` is not waiting."},
+     "`core.CANCELLED` inside it: one unique value (a table whose `tostring` is `cancelled`), raised "
+     "as is, so test for it with `rawequal(err, core.CANCELLED)` (`task.is_cancelled`), never by its "
+     "text. Returns false if `co` is not waiting."},
     {"kill", l_kill, "kill(co)", "boolean",
      "Ends the suspended task `co` for good: what it waits for is aborted, its pending to-be-closed variables "
      "are closed and it never runs again (`pcall` inside it cannot catch this). For a task that ignored "
@@ -564,6 +598,8 @@ static const kr_module core_module = {"kmsrun.core", "the event loop and task pr
 int luaopen_kmsrun_core(lua_State *L)
 {
     kr_newmodule(L, &core_module);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &CANCELLED_KEY);
+    lua_setfield(L, -2, "CANCELLED");
     return 1;
 }
 
@@ -595,6 +631,7 @@ int kr_loop_init(lua_State *L)
     lua_setfield(L, -2, "__mode");
     lua_setmetatable(L, -2);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &TASKS_KEY);
+    make_cancelled(L);
     return 0;
 }
 

@@ -9,7 +9,8 @@
  *
  * Cancellation (a task cancelled by `parallel`, Ctrl-C) calls the wait's
  * cancel function, which must abort the operation and free its context; the
- * primitive then raises the error "cancelled" inside the coroutine so that
+ * primitive then raises the cancellation sentinel (core.CANCELLED, a unique
+ * value whose tostring is "cancelled") inside the coroutine so that
  * pcall/to-be-closed variables unwind it normally. */
 #ifndef KMSRUN_TASK_H
 #define KMSRUN_TASK_H

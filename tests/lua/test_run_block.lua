@@ -119,6 +119,21 @@ T.test("cancelling the block's task interrupts it", function()
   canceller:join()
 end)
 
+T.test("an error whose text merely ends with ': cancelled' is a runtime error, not an interruption", function()
+  for _, fn in ipairs {
+    function() error("upstream said: cancelled") end,
+    function() steps.run("s", function() error("upstream said: cancelled") end) end,
+    function() local ok, e = pcall(error, "cancelled") if not ok then error(e, 0) end end,
+  } do
+    local run = fake_run()
+    local c = case(fn)
+    T.eq(block.run(run, c, "case"), "error")
+    T.eq(c.code, "RUNTIME")
+    T.contains(c.error, "cancelled")
+    T.eq(run.runtime_error, c.error)
+  end
+end)
+
 T.test("a usage error is error/USAGE and sets run.usage_error", function()
   local run = fake_run()
   local c = case(function() api.usage_error("deploy: unknown option 'x'") end)

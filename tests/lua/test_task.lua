@@ -33,8 +33,39 @@ T.test("to-be-closed variables run when a task is cancelled", function()
   time.sleep(0.01)
   T.ok(t:waiting():match("time.sleep"), "waiting reports the primitive")
   t:cancel()
-  T.raises(function() t:join() end, "cancelled")
+  T.cancelled(function() t:join() end)
   T.ok(closed, "guard closed")
+end)
+
+T.test("the cancellation is one value: it prints as 'cancelled' and carries no position", function()
+  local core = require "kmsrun.core"
+  T.ok(type(core.CANCELLED) == "table", "a unique object, not a string")
+  T.ok(rawequal(task.CANCELLED, core.CANCELLED))
+  T.eq(tostring(core.CANCELLED), "cancelled")
+  T.eq(task.error_text(core.CANCELLED), "cancelled")
+  local t = task.spawn(function() time.sleep(10) end)
+  time.sleep(0)
+  t:cancel()
+  local _, err = pcall(t.join, t)
+  T.ok(rawequal(err, core.CANCELLED), "the wait raised the sentinel itself")
+  -- Cancelled before it started: the same value.
+  local early = task.spawn(function() end)
+  early:cancel()
+  T.cancelled(function() early:join() end)
+end)
+
+T.test("an error whose text reads 'cancelled' is not a cancellation", function()
+  for _, e in ipairs { "cancelled", "upstream said: cancelled", "rb.lua:3: cancelled" } do
+    local ok, err = pcall(error, e, 0)
+    T.eq(ok, false)
+    T.eq(task.is_cancelled(err), false, e)
+  end
+  T.eq(task.is_cancelled(setmetatable({}, { __tostring = function() return "cancelled" end })), false,
+    "nor is another object that prints as 'cancelled'")
+  local t = task.spawn(function() error("upstream said: cancelled") end)
+  local ok, err = pcall(t.join, t)
+  T.eq(ok, false)
+  T.eq(task.is_cancelled(err), false)
 end)
 
 T.test("waiting outside a task is a clear error", function()
@@ -55,8 +86,7 @@ T.test("busy code is preempted: other tasks and timers run, cancel reaches it", 
   T.ok(time.now() - t0 < 1, "the sleep ended while the other task spun")
   T.eq(busy:waiting(), "busy in Lua code")
   T.ok(busy:cancel())
-  local ok, err = pcall(busy.join, busy)
-  T.eq({ ok, err }, { false, "cancelled" })
+  T.cancelled(function() busy:join() end)
 end)
 
 T.test("kill ends a task that swallows cancelled, closing its to-be-closed variables", function()

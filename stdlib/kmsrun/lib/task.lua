@@ -47,6 +47,7 @@ end
 --- The text of an error value: itself if a string, else "error object (type): value".
 function M.error_text(e)
   if type(e) == "string" then return e end
+  if rawequal(e, core.CANCELLED) then return "cancelled" end
   return string.format("error object (%s): %s", type(e), describe(e))
 end
 
@@ -90,12 +91,12 @@ function Task:join()
   error(self.error, 0)
 end
 
---- Cancels the task: what it waits for is aborted and it unwinds with "cancelled".
+--- Cancels the task: what it waits for is aborted and it unwinds with core.CANCELLED.
 function Task:cancel()
   if self.done then return false end
   if not self.started then
     core.cancel(self.co)
-    finish(self, false, "cancelled")
+    finish(self, false, core.CANCELLED)
     return true
   end
   return core.cancel(self.co)
@@ -129,9 +130,13 @@ function M.live()
   return list
 end
 
---- True if err is the error raised in a cancelled task.
+--- The one value a cancelled task's waits raise (its tostring is "cancelled").
+M.CANCELLED = core.CANCELLED
+
+--- True if err is the error raised in a cancelled task: that value itself, so no
+-- message that merely reads "...: cancelled" passes for a cancellation.
 function M.is_cancelled(err)
-  return err == "cancelled" or (type(err) == "string" and err:match(": cancelled$") ~= nil)
+  return rawequal(err, core.CANCELLED)
 end
 
 --- For long-running services: waits until SIGTERM, SIGINT or SIGHUP (returns its name),

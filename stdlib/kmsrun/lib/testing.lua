@@ -65,6 +65,16 @@ function T.raises(fn, pattern, msg)
   return s
 end
 
+--- Asserts that fn raises the cancellation itself (task.CANCELLED), not some
+-- error whose text reads "cancelled".
+function T.cancelled(fn, msg)
+  local ok, err = pcall(fn)
+  if ok then fail((msg and (msg .. ": ") or "") .. "expected the cancellation, no error raised") end
+  if not task.is_cancelled(err) then
+    fail(string.format("%sexpected the cancellation, got %s", msg and (msg .. ": ") or "", describe(err)))
+  end
+end
+
 --- Loads and runs the test files; returns the process exit code.
 function T.run(files)
   local passed, failed = 0, 0

@@ -4,6 +4,7 @@
 local S = require "kmsrun.lib.json_serde"
 local PB = require "kmsrun.lib.protobuf"
 local hex = require "kmsrun.lib.hex"
+local task = require "kmsrun.lib.task"
 
 local M = {}
 
@@ -162,7 +163,7 @@ function M.handle(service, req, opts)
 
   local ok, result, herr = pcall(m.handler, call, input)
   if not ok then
-    if type(result) == "string" and result:match("cancelled$") then error(result, 0) end
+    if task.is_cancelled(result) then error(result, 0) end
     info.error = "kms-sim (emulator) internal error: " .. tostring(result)
     return 500, info.error, { ["Content-Type"] = "text/plain" }, info
   end

@@ -121,7 +121,7 @@ function M.get(run)
     run.vmm_session_state = state
     local ok, s, err = pcall(build, run)
     if not ok and task.is_cancelled(s) then
-      state.err, state.loading = "cancelled", false
+      state.err, state.loading = tostring(s), false
       error(s, 0)
     end
     if not ok then state.err = tostring(s)
