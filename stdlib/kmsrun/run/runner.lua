@@ -12,6 +12,7 @@ local exit_codes = require "kmsrun.run.exit_codes"
 local cases = require "kmsrun.run.cases"
 local deadlines = require "kmsrun.run.deadlines"
 local run_block = require("kmsrun.run.block").run
+local target_context = require "kmsrun.run.target_context"
 
 local Run = {}
 Run.__index = Run
@@ -27,6 +28,8 @@ function M.new(spec, opts)
   }, Run)
   if opts.timeout then r.run_deadline = r.started + opts.timeout end
   r.console = console.new(opts)
+  -- All a target's hooks get instead of the Run (run/target_context.lua).
+  r.target_ctx = target_context.new(r)
   return r
 end
 
