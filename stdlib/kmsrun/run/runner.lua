@@ -33,7 +33,7 @@ function M.new(spec, opts)
   return r
 end
 
--- The Run's methods, one concern per file: deadlines (time_left, guard), the
+-- The Run's methods, one concern per file: deadlines (time_left, guard, expiring), the
 -- cleanup ledger (defer, run_cleanups), the DSL's services (rpc, transcript,
 -- deploy, note), auth servers and policy flips (start_auth, set_policy), and
 -- the written outputs (tally, write_outputs, check_written).
