@@ -50,6 +50,12 @@ T.test("the context is the contract: any other field, and any write, raises", fu
   local ok, err = pcall(function() ctx.vmm_session_state = {} end)
   T.eq(ok, false)
   T.contains(tostring(err), "a target's own data goes in ctx.state")
+  ok, err = pcall(function() ctx.vars.a = "2" end)
+  T.eq(ok, false)
+  T.contains(tostring(err), "ctx.vars is read-only")
+  local names = {}
+  for k in pairs(ctx.vars) do names[#names + 1] = k end
+  T.eq(names, { "a" }, "the variables can be listed")
   ctx.state.session = "mine" -- the target's own table is its to fill
   T.eq(ctx.state.session, "mine")
   T.eq(target_context.new(fake_run()).state.session, nil, "one state per context")

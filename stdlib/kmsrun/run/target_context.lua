@@ -48,6 +48,16 @@ local function evidence_of(run)
   return setmetatable(view, { __newindex = function() error("ctx.evidence is read-only", 2) end })
 end
 
+-- The run's variables, readable but not writable: a target's defaults live in its
+-- `vars` declarations, not in values it sets for other modules to find.
+local function read_only(t, what)
+  return setmetatable({}, {
+    __index = t,
+    __newindex = function(_, k) error(string.format("%s is read-only (setting '%s')", what, tostring(k)), 2) end,
+    __pairs = function() return next, t, nil end,
+  })
+end
+
 M.FIELDS = { "vars", "kmss", "auths", "evidence", "state", "defer", "note", "progress", "time_left", "failed" }
 
 local STRICT = {
@@ -67,7 +77,7 @@ local STRICT = {
 function M.new(run)
   return setmetatable({
     [Context] = { run = run }, -- private: only this module holds the key
-    vars = run.vars,
+    vars = read_only(run.vars or {}, "ctx.vars"),
     kmss = run.runbook.kmss or {},
     auths = run.runbook.auths or {},
     evidence = evidence_of(run),
