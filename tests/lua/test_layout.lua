@@ -108,3 +108,74 @@ T.test("the checker catches a module that names a higher layer or sits at the to
   })
 end)
 
+
+-- Targets see the run only through the context the runner hands every hook
+-- (run/target_context.lua): no module under targets/ may index a variable named
+-- `run` or reach a `.run` field (a way back to the Run). Comments and strings do
+-- not count: "once per run." is prose.
+local function code_only(text)
+  local out, i, n = {}, 1, #text
+  local function skip_to(j) -- keeps the newlines, so line numbers stay right
+    out[#out + 1] = text:sub(i, j - 1):gsub("[^\n]", "")
+    i = j
+  end
+  while i <= n do
+    local long = text:match("^%-%-%[(=*)%[", i) or text:match("^%[(=*)%[", i)
+    if long then
+      local _, e = text:find("]" .. long .. "]", i, true)
+      skip_to((e or n) + 1)
+    elseif text:sub(i, i + 1) == "--" then
+      skip_to(text:find("\n", i, true) or n + 1)
+    elseif text:sub(i, i) == '"' or text:sub(i, i) == "'" then
+      local q, j = text:sub(i, i), i + 1
+      while j <= n and text:sub(j, j) ~= q do j = j + (text:sub(j, j) == "\\" and 2 or 1) end
+      skip_to(j + 1)
+    else
+      out[#out + 1] = text:sub(i, i)
+      i = i + 1
+    end
+  end
+  return table.concat(out)
+end
+
+local function run_mentions(rel, text)
+  local found, line = {}, 0
+  for l in (code_only(text) .. "\n"):gmatch("([^\n]*)\n") do
+    line = line + 1
+    if l:find("%f[%w_]run%s*[%.:%[]") or l:find("[%.:]%s*run%f[^%w_]") then
+      found[#found + 1] = string.format("%s:%d: %s", rel, line, l:match("^%s*(.-)%s*$"))
+    end
+  end
+  return found
+end
+
+T.test("no module under targets/ indexes the Run", function()
+  local found, count = {}, 0
+  for _, rel in pairs(modules()) do
+    if rel:match("^targets/") then
+      count = count + 1
+      for _, f in ipairs(run_mentions(rel, assert(fs.read(ROOT .. "/" .. rel)))) do found[#found + 1] = f end
+    end
+  end
+  T.ok(count > 15, "expected every target module, found " .. count)
+  table.sort(found)
+  T.eq(table.concat(found, "\n"), "")
+end)
+
+T.test("the targets check sees code, not prose", function()
+  T.eq(run_mentions("t.lua", table.concat({
+    "-- kept once per run. run.x in a comment",
+    "local s = \"the run: run.vars\" .. [[run.error]]",
+    "--[[ run.interrupted ]] local a = ctx.vars.x",
+    "local b = run.vmm_session_state",
+    "run:note('x')",
+    "local c = ctx.run.error",
+    "f(run [1])",
+    "local running = p:running()",
+  }, "\n")), {
+    "t.lua:4: local b = run.vmm_session_state",
+    "t.lua:5: run:note()",
+    "t.lua:6: local c = ctx.run.error",
+    "t.lua:7: f(run [1])",
+  })
+end)

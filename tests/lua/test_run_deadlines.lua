@@ -60,7 +60,21 @@ T.test("an expired guard raises a Timeout naming what it guarded and what was aw
   T.contains(err.waiting, "time.sleep")
   T.match(tostring(err), "^case 'slow' timed out after 0%.05 s; waiting for: .*time%.sleep")
   T.eq(#run.deadlines, 0, "popped")
-  T.eq(run.expiring, nil, "expiring cleared")
+  T.eq(run:expiring(), nil, "expiring cleared")
+end)
+
+T.test("while the watchdog cancels the work, expiring() says what it was waiting for", function()
+  local run = fake_run()
+  T.eq(run:expiring(), nil, "no deadline has expired")
+  local seen
+  local ok, err = pcall(run.guard, run, 0.05, "case 'c'", function()
+    pcall(time.sleep, 10) -- the cancellation, caught: the guard has not ended yet
+    seen = run:expiring()
+  end)
+  T.eq(ok, false)
+  T.ok(deadlines.is_timeout(err), tostring(err))
+  T.contains(seen or "", "time.sleep")
+  T.eq(run:expiring(), nil, "cleared when the guard ends")
 end)
 
 T.test("the outer deadline's expiry reaches through an inner guard as the outer's Timeout", function()

@@ -21,6 +21,7 @@ local function fake_run(fields)
     console = { step_start = function() end, step_end = function() end },
     policy_state = function() return { auth = { version = 2, sha256 = "ab", policy = "deny_all()" } } end,
     log_tail = function(_, h) return "tail of " .. h.name .. "'s log" end,
+    expiring = function(self) return self.expiring_wait end, -- run/deadlines.lua's accessor
   }
   for k, v in pairs(fields or {}) do run[k] = v end
   return run
@@ -177,7 +178,7 @@ T.test("a step cancelled by a deadline's watchdog reports a timeout naming what 
   local case = in_case(run, function()
     local t = task.spawn(function() steps.run("wait", function() time.sleep(10) end) end)
     time.sleep(0.01)
-    run.expiring = "time.sleep(10)" -- what run/deadlines.lua sets before it cancels
+    run.expiring_wait = "time.sleep(10)" -- what run:expiring() says while a watchdog cancels
     t:cancel()
     pcall(t.join, t)
   end)

@@ -66,7 +66,7 @@ end
 --- A warning (a note in the report) when the target knows the attested vm_config and
 -- GetAttestationInfo reported another OS image; the handle then carries the attested one.
 function M.vm_config(run, h)
-  local attested = run.target.attested_vm_config and run.target.attested_vm_config(run, h)
+  local attested = run.target.attested_vm_config and run.target.attested_vm_config(run.target_ctx, h)
   local a = os_image_hash(attested)
   local reported = h.attestation and h.attestation.os_image_hash
   if a and reported and a ~= reported:lower() then

@@ -54,7 +54,7 @@ local function attester(r, of, what)
   if of.__kind == "kms" and not of.deployed then
     api.usage_error(string.format("%s: %s is not deployed yet (call deploy(%s) first)", what, of.name, of.name))
   end
-  local a, err = r.target.attester(r, of)
+  local a, err = r.target.attester(r.target_ctx, of)
   if not a then steps.fail(what .. " for " .. of.name, tostring(err)) end
   return a
 end

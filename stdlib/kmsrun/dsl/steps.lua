@@ -61,10 +61,10 @@ function M.run(name, fn, ...)
       step.expected, step.actual, step.detail = e.expected, e.actual, e.detail
     elseif step.status == "timeout" then
       step.actual = "no result before the deadline; waiting for: " .. e.waiting
-    elseif step.status == "interrupted" and ctx.run.expiring then
+    elseif step.status == "interrupted" and ctx.run:expiring() then
       -- The deadline's watchdog cancelled the step: a timeout, not an interrupt.
       step.status, step.code = "timeout", "TIMEOUT"
-      step.actual = "no result before the deadline; waiting for: " .. ctx.run.expiring
+      step.actual = "no result before the deadline; waiting for: " .. ctx.run:expiring()
     elseif step.status == "error" then
       step.actual = tostring(e)
     end
@@ -95,7 +95,7 @@ function M.run(name, fn, ...)
     -- One short yield lets the loop reap a child that has just exited.
     pcall(time.sleep, 0.01)
     for _, h in ipairs(ctx.run.runbook.kmss or {}) do
-      local gone = h.deployed and not h.crash_reported and ctx.run.target.exited(ctx.run, h, true)
+      local gone = h.deployed and not h.crash_reported and ctx.run.target.exited(ctx.run.target_ctx, h, true)
       if gone then
         h.crash_reported = true
         step.detail = string.format("%s is not running any more: %s; it crashed during this step%s", h.name, gone,

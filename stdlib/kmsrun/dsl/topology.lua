@@ -85,7 +85,7 @@ local function wait_one(h, opts, console)
     end
     -- A target that can tell the instance is dead or crash-looping (the vmm
     -- target asks the VMM and the guest agent) fails the wait now, not at the timeout.
-    local why = r.target.probe_failed and r.target.probe_failed(r, h)
+    local why = r.target.probe_failed and r.target.probe_failed(r.target_ctx, h)
     if why then
       steps.fail(string.format("HTTP 200 from %s %s within %g s", h.name, method, opts.timeout),
         string.format("%s after %d attempts: %s", last, attempts, why), r:log_tail(h), "INFRA")

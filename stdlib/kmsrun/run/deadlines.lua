@@ -28,6 +28,15 @@ M.Timeout = Timeout
 
 function M.is_timeout(e) return getmetatable(e) == Timeout end
 
+-- What the work of an expired deadline was waiting for, per Run, from the moment its
+-- watchdog cancels the work until the guard ends. Held here, not on the Run: only
+-- Run:expiring() reads it.
+local expiring = setmetatable({}, { __mode = "k" })
+
+--- While a deadline's watchdog cancels the running work: what that work was waiting
+-- for (so the step being cancelled reports a timeout, not an interrupt); else nil.
+function Run:expiring() return expiring[self] end
+
 --- Seconds left before the nearest deadline (math.huge if none).
 function Run:time_left()
   local d = self.run_deadline or math.huge
@@ -68,7 +77,7 @@ function Run:guard(seconds, what, fn)
     local exclude = {}
     for w in pairs(self.watchdogs) do exclude[w] = w ~= watchdog end
     expired = describe_waits(exclude)
-    self.expiring = expired -- lets the step being cancelled report a timeout
+    expiring[self] = expired
     me:cancel()
     time.sleep(M.GRACE)
     me:kill(setmetatable({ what = what, seconds = limit, waiting = expired, overrun = time.now() - deadline }, Timeout))
@@ -80,7 +89,7 @@ function Run:guard(seconds, what, fn)
   local _ <close> = setmetatable({}, { __close = function()
     for i = #self.deadlines, depth, -1 do self.deadlines[i] = nil end
     self.watchdogs[watchdog] = nil
-    self.expiring = nil
+    expiring[self] = nil
     if task.current() ~= watchdog then watchdog:cancel() end
   end })
   local results = table.pack(pcall(fn))

@@ -50,10 +50,10 @@ function Run:start_auth(auth)
   else
     self.evidence:mkdir("logs")
     -- TEST ONLY: the target may switch off rules of the auth emulator (sim: sim_mutation).
-    local mutations = self.target.auth_mutations and self.target.auth_mutations(self) or nil
+    local mutations = self.target.auth_mutations and self.target.auth_mutations(self.target_ctx) or nil
     -- A target whose instances run elsewhere may need the servers on another
     -- address (the vmm target's auth_bind); loopback otherwise.
-    local host = self.target.auth_bind and self.target.auth_bind(self) or "127.0.0.1"
+    local host = self.target.auth_bind and self.target.auth_bind(self.target_ctx) or "127.0.0.1"
     local srv, err = server.start { host = host, port = 0, policy = initial.config,
       log_path = self.evidence:path("logs/" .. auth.name .. ".decisions.ndjson"), mutations = mutations }
     if not srv then

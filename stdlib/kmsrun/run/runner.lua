@@ -12,6 +12,7 @@ local exit_codes = require "kmsrun.run.exit_codes"
 local cases = require "kmsrun.run.cases"
 local deadlines = require "kmsrun.run.deadlines"
 local run_block = require("kmsrun.run.block").run
+local target_context = require "kmsrun.run.target_context"
 
 local Run = {}
 Run.__index = Run
@@ -27,10 +28,12 @@ function M.new(spec, opts)
   }, Run)
   if opts.timeout then r.run_deadline = r.started + opts.timeout end
   r.console = console.new(opts)
+  -- All a target's hooks get instead of the Run (run/target_context.lua).
+  r.target_ctx = target_context.new(r)
   return r
 end
 
--- The Run's methods, one concern per file: deadlines (time_left, guard), the
+-- The Run's methods, one concern per file: deadlines (time_left, guard, expiring), the
 -- cleanup ledger (defer, run_cleanups), the DSL's services (rpc, transcript,
 -- deploy, note), auth servers and policy flips (start_auth, set_policy), and
 -- the written outputs (tally, write_outputs, check_written).

@@ -54,7 +54,7 @@ function Run:rpc(h, method, body, opts)
   if not res then
     -- An instance that died under the call is a crash, not a network problem: say so
     -- (the code stays TRANSPORT, "no HTTP answer"; the wording names the crash).
-    local gone = code ~= "ETIMEDOUT" and self.target.exited and self.target.exited(self, h)
+    local gone = code ~= "ETIMEDOUT" and self.target.exited and self.target.exited(self.target_ctx, h)
     local actual = gone and string.format("%s crashed during the call: %s (the client saw: %s, %s)", h.name, gone, err, code)
       or string.format("%s (%s)", err, code)
     steps.fail("an HTTP response from " .. h.name .. " " .. method, actual, self:log_tail(h),
@@ -68,15 +68,15 @@ end
 
 function Run:log_tail(h)
   if self.target.log_tail then
-    local t = self.target.log_tail(self, h, 12)
+    local t = self.target.log_tail(self.target_ctx, h, 12)
     if t and t ~= "" then return "last log lines of " .. h.name .. ":\n" .. t end
   end
   return nil
 end
 
 function Run:deploy(h)
-  h.auth_url = self.target.auth_url_for_kms(self, h.auth)
-  local ok, err = self.target.deploy(self, h)
+  h.auth_url = self.target.auth_url_for_kms(self.target_ctx, h.auth)
+  local ok, err = self.target.deploy(self.target_ctx, h)
   if not ok then
     self.infra_error = true
     steps.fail(h.name .. " deployed on " .. self.target.name, tostring(err), nil, "INFRA")
@@ -86,13 +86,13 @@ function Run:deploy(h)
   -- A target that registers removal itself (before creating, so an interrupted
   -- create is undone too) says so; otherwise the runner does it here.
   if not self.target.registers_removal then
-    self:defer("remove " .. h.name, function() self.target.remove(self, h) end)
+    self:defer("remove " .. h.name, function() self.target.remove(self.target_ctx, h) end)
   end
   events.emit("deploy", { kms = h.name, onboard_url = h.onboard_url, target = self.target.name })
 end
 
 function Run:runtime_ready(h, deadline)
-  if self.target.runtime_ready then return self.target.runtime_ready(self, h, deadline) end
+  if self.target.runtime_ready then return self.target.runtime_ready(self.target_ctx, h, deadline) end
   return true
 end
 

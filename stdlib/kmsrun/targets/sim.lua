@@ -25,9 +25,9 @@ local T = {
 local LISTEN_TIMEOUT = 15
 
 -- Waits for the emulator's "listening on <scheme>://host:port" line (the n-th one).
-local function listening(run, h, scheme, nth)
+local function listening(ctx, h, scheme, nth)
   -- An enclosing deadline (case, run) cuts the wait short; its guard reports it.
-  local deadline = time.now() + math.min(LISTEN_TIMEOUT, run:time_left() + 1)
+  local deadline = time.now() + math.min(LISTEN_TIMEOUT, ctx:time_left() + 1)
   -- 2 ms first (an emulator listens within a few ms on an idle machine), backing off to
   -- 20 ms: many instances starting at once must not spend the CPU they start with on
   -- re-reading their stdout.
@@ -51,11 +51,11 @@ local function listening(run, h, scheme, nth)
 end
 
 --- The vm_config the emulated KMS attests (capture_attestation compares it).
-function T.attested_vm_config(run, h)
+function T.attested_vm_config(ctx, h)
   return h.log_path and sim_guest.attested_vm_config(h.log_path)
 end
 
-function T.auth_url_for_kms(run, auth)
+function T.auth_url_for_kms(ctx, auth)
   return auth.url
 end
 
@@ -69,10 +69,10 @@ function T.kms_toml(h, cert_dir, image_download_url)
   }
 end
 
-function T.deploy(run, h)
+function T.deploy(ctx, h)
   local work, err = fs.tmpdir("kmsrun-" .. h.name)
   if not work then return nil, err end
-  run:defer("remove work directory of " .. h.name, function() fs.remove(work) end, { kind = "dir", path = work })
+  ctx:defer("remove work directory of " .. h.name, function() fs.remove(work) end, { kind = "dir", path = work })
   h.workdir = work
   local cert_dir = work .. "/certs"
   fs.mkdir(cert_dir)
@@ -87,44 +87,44 @@ function T.deploy(run, h)
       tostring(perr))
   end
   local config = work .. "/kms.toml"
-  local images, ierr = attested.image_server(run, h)
+  local images, ierr = attested.image_server(ctx, h)
   if ierr then return nil, ierr end
   local ok, werr = fs.write(config, T.kms_toml(h, cert_dir, images))
   if not ok then return nil, werr end
   h.sim_salt = crypto.hex(crypto.random(16))
   local argv = { proc.exe(), "serve", "kms-sim", "-c", config,
-    "--image", h.spec.image or run.vars.sim_image,
+    "--image", h.spec.image or ctx.vars.sim_image,
     "--salt", h.sim_salt }
   if h.spec.attestation == false then
     argv[#argv + 1] = "--no-attestation"
   else
-    local extra, gerr = sim_guest.argv(run.vars.sim_guest_mode, work)
+    local extra, gerr = sim_guest.argv(ctx.vars.sim_guest_mode, work)
     if not extra then return nil, gerr end
     table.move(extra, 1, #extra, #argv + 1, argv)
   end
   for _, a in ipairs(attested.knob_args(h.spec)) do argv[#argv + 1] = a end
-  local switches, serr = attested.mutations(run.vars.sim_mutation)
+  local switches, serr = attested.mutations(ctx.vars.sim_mutation)
   if not switches then return nil, serr end
   if #switches.kms > 0 then
     argv[#argv + 1] = "--mutation"
     argv[#argv + 1] = table.concat(switches.kms, ",")
   end
-  if run.vars.sim_leak_keys_to ~= "" then
+  if ctx.vars.sim_leak_keys_to ~= "" then
     argv[#argv + 1] = "--leak-keys-to"
-    argv[#argv + 1] = run.vars.sim_leak_keys_to
+    argv[#argv + 1] = ctx.vars.sim_leak_keys_to
   end
-  for fault in (run.vars.sim_faults or ""):gmatch("[^,%s]+") do
+  for fault in (ctx.vars.sim_faults or ""):gmatch("[^,%s]+") do
     argv[#argv + 1] = "--fault"
     argv[#argv + 1] = fault
   end
   h.stdout_path = work .. "/stdout"
-  h.log_path = run.evidence:path("logs/" .. h.name .. ".log")
-  run.evidence:mkdir("logs") -- beneath the output directory: a planted link is refused
+  h.log_path = ctx.evidence:path("logs/" .. h.name .. ".log")
+  ctx.evidence:mkdir("logs") -- beneath the output directory: a planted link is refused
   local p, perr = proc.spawn(argv, { cwd = work, stdout = h.stdout_path, stderr = h.log_path })
   if not p then return nil, perr end
   h.process = p
-  run:defer("stop " .. h.name .. " (" .. tostring(p) .. ")", function() p:kill(2) end, { kind = "process", pid = p.pid })
-  local url, lerr = listening(run, h, "http", 1)
+  ctx:defer("stop " .. h.name .. " (" .. tostring(p) .. ")", function() p:kill(2) end, { kind = "process", pid = p.pid })
+  local url, lerr = listening(ctx, h, "http", 1)
   if not url then return nil, lerr end
   h.onboard_url = url
   h.runtime_url = url:gsub("^http:", "https:")
@@ -133,15 +133,15 @@ function T.deploy(run, h)
 end
 
 -- After /finish the emulator switches to TLS; it announces the runtime listener.
-function T.runtime_ready(run, h)
-  local url, err = listening(run, h, "https", 1)
+function T.runtime_ready(ctx, h)
+  local url, err = listening(ctx, h, "https", 1)
   if not url then return nil, err end
   h.runtime_url = url
   h.guest.runtime_url = url
   return true
 end
 
-function T.remove(run, h)
+function T.remove(ctx, h)
   if h.process and h.process:running() then h.process:kill(2) end
   return true
 end
@@ -154,7 +154,7 @@ T.auth_mutations = attested.auth_mutations
 -- Whether the instance's process has exited, as "its process exited (...)", else nil.
 -- A crash resets the connection before the exit is reaped: wait a moment for it
 -- (unless no_wait).
-function T.exited(run, h, no_wait)
+function T.exited(ctx, h, no_wait)
   if not h.process then return nil end
   for _ = 1, no_wait and 1 or 50 do
     if not h.process:running() then return "its process exited (" .. tostring(h.process):match("%((.-)%)$") .. ")" end
@@ -163,7 +163,7 @@ function T.exited(run, h, no_wait)
   return nil
 end
 
-function T.log_tail(run, h, n)
+function T.log_tail(ctx, h, n)
   return h.log_path and tail(h.log_path, n) or ""
 end
 

@@ -29,7 +29,7 @@ end
 --- With kms(..., {verify_images = {names}}): an image server on loopback that has exactly
 -- those OS images (GET /<os_image_hash hex>.tar.gz answers 200, anything else 404), for the
 -- emulator's image verification. Returns its download_url template, or nil when unused.
-function M.image_server(run, h)
+function M.image_server(ctx, h)
   local names = h.spec.verify_images
   if not names then return nil end
   local have = {}
@@ -42,7 +42,7 @@ function M.image_server(run, h)
     return 404, "no such image\n", { ["Content-Type"] = "text/plain" }
   end, { host = "127.0.0.1", port = 0 })
   if not srv then return nil, "cannot start the image server of " .. h.name .. ": " .. tostring(err) end
-  run:defer("stop the image server of " .. h.name, function() srv:close() end)
+  ctx:defer("stop the image server of " .. h.name, function() srv:close() end)
   return srv:url("/{OS_IMAGE_HASH}.tar.gz")
 end
 
@@ -51,39 +51,39 @@ function M.mutations(spec)
   return registry.split(spec or "")
 end
 
-function M.auth_mutations(run)
-  local s = registry.split(run.vars.sim_mutation or "")
+function M.auth_mutations(ctx)
+  local s = registry.split(ctx.vars.sim_mutation or "")
   return s and s.auth or {}
 end
 
 -- The identity inputs of a deployed kms handle: what sim.lua gave its kms-sim process.
-local function kms_inputs(run, h)
+local function kms_inputs(ctx, h)
   local compose, err = fs.read(h.workdir .. "/kms.toml")
   if not compose then return nil, "cannot read the kms.toml of " .. h.name .. ": " .. tostring(err) end
   local spec = h.spec
   return {
-    image = spec.image or run.vars.sim_image, compose = compose, salt = crypto.unhex(h.sim_salt),
+    image = spec.image or ctx.vars.sim_image, compose = compose, salt = crypto.unhex(h.sim_salt),
     device = spec.device and M.ppid(spec.device) or nil, tcb_status = spec.tcb_status, advisory_ids = spec.advisories,
   }
 end
 
 -- An app(...) is one instance for the whole run: its salt is drawn once.
-local function app_inputs(run, a)
+local function app_inputs(ctx, a)
   local spec = a.spec
   a.sim_salt = a.sim_salt or crypto.random(16)
   return {
-    image = spec.image or run.vars.sim_image, compose = spec.compose or a.name, salt = a.sim_salt,
+    image = spec.image or ctx.vars.sim_image, compose = spec.compose or a.name, salt = a.sim_salt,
     device = spec.device and M.ppid(spec.device) or nil, tcb_status = spec.tcb_status, advisory_ids = spec.advisories,
   }
 end
 
 --- The attester of a kms handle or app (emu/kms/ratls.lua) | nil, error.
-function M.attester(run, of)
+function M.attester(ctx, of)
   if of.__kind == "kms" and of.spec.attestation == false then
     return nil, of.name .. " has no attestation source (attestation = false): nothing can attest it"
   end
   local inputs, err
-  if of.__kind == "kms" then inputs, err = kms_inputs(run, of) else inputs, err = app_inputs(run, of) end
+  if of.__kind == "kms" then inputs, err = kms_inputs(ctx, of) else inputs, err = app_inputs(ctx, of) end
   if not inputs then return nil, err end
   local a = ratls.attester(inputs)
   -- A captured attestation must be the one derived here: a drift would make the

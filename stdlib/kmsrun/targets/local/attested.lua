@@ -75,7 +75,7 @@ function Attester:cert_request(config, version, confirm)
 end
 
 --- The attester for the run's simulator; sim_state() starts or returns it.
-function M.attester(run, of, sim_state)
+function M.attester(ctx, of, sim_state)
   if of.__kind == "kms" and of.spec.attestation == false then
     return nil, of.name .. " has no attestation source (attestation = false)"
   end

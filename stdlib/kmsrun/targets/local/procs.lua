@@ -30,15 +30,15 @@ function M.spawn(argv, opts, var, what)
   return nil, string.format("cannot start %s '%s': %s", what, argv[1], tostring(err))
 end
 
---- Runs build(run) once per run and key, whichever caller comes first; the others wait
+--- Runs build(ctx) once per run and key (in ctx.state), whichever caller comes first; the others wait
 -- for its result.
-function M.once(run, key, build)
-  run.local_once = run.local_once or {}
-  local state = run.local_once[key]
+function M.once(ctx, key, build)
+  ctx.state.once = ctx.state.once or {}
+  local state = ctx.state.once[key]
   if not state then
     state = { loading = true }
-    run.local_once[key] = state
-    local ok, v, err = pcall(build, run)
+    ctx.state.once[key] = state
+    local ok, v, err = pcall(build, ctx)
     state.loading = false
     if not ok then
       state.err = tostring(v)
@@ -55,12 +55,12 @@ function M.once(run, key, build)
 end
 
 --- The run's private work directory (removed at the end).
-function M.workspace(run)
-  return M.once(run, "work", function()
+function M.workspace(ctx)
+  return M.once(ctx, "work", function()
     local dir, err = fs.tmpdir("kmsrun-local")
     if not dir then return nil, "cannot create a work directory: " .. tostring(err) end
-    run:defer("remove the local target's work directory", function() fs.remove(dir) end, { kind = "dir", path = dir })
-    run.evidence:mkdir("logs") -- beneath the output directory: a planted link is refused
+    ctx:defer("remove the local target's work directory", function() fs.remove(dir) end, { kind = "dir", path = dir })
+    ctx.evidence:mkdir("logs") -- beneath the output directory: a planted link is refused
     return dir
   end)
 end
@@ -68,13 +68,13 @@ end
 --- A free loopback port not handed out before in this run. Bind-0-close-use leaves a
 -- window: two processes started at once could be given one port, and the readiness
 -- probe of one would then be answered by the other.
-function M.free_port(run)
-  run.local_ports_given = run.local_ports_given or {}
+function M.free_port(ctx)
+  ctx.state.ports_given = ctx.state.ports_given or {}
   for _ = 1, 20 do
     local port, err = require("kmsrun.targets.hostport").free()
     if not port then return nil, err end
-    if not run.local_ports_given[port] then
-      run.local_ports_given[port] = true
+    if not ctx.state.ports_given[port] then
+      ctx.state.ports_given[port] = true
       return port
     end
   end

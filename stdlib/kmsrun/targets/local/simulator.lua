@@ -28,17 +28,17 @@ function M.parse_dirs(text)
 end
 
 -- Where h's fixture files come from: simulator_dirs, simulator_dir, or the binary's directory.
-local function source(run, h)
-  local dirs, err = M.parse_dirs(run.vars.simulator_dirs)
+local function source(ctx, h)
+  local dirs, err = M.parse_dirs(ctx.vars.simulator_dirs)
   if not dirs then return nil, err end
   local dir, var = dirs[h.name], "simulator_dirs"
-  if not dir and (run.vars.simulator_dir or "") ~= "" then dir, var = run.vars.simulator_dir, "simulator_dir" end
+  if not dir and (ctx.vars.simulator_dir or "") ~= "" then dir, var = ctx.vars.simulator_dir, "simulator_dir" end
   if dir then
     local _, kind = fs.exists(dir)
     if kind ~= "directory" then return nil, string.format("%s: '%s' (for %s) is not a directory", var, dir, h.name) end
     return dir
   end
-  return run.vars.simulator_binary:match("^(.*)/[^/]+$") or false -- false: a bare name from PATH
+  return ctx.vars.simulator_binary:match("^(.*)/[^/]+$") or false -- false: a bare name from PATH
 end
 
 local function copy(from, to)
@@ -54,8 +54,8 @@ local function copy(from, to)
 end
 
 -- Makes sys-config.json report the attested vm_config; returns a note for the report or nil.
-local function reconcile(run, h, dir)
-  local mode = run.vars.simulator_vm_config or "attested"
+local function reconcile(ctx, h, dir)
+  local mode = ctx.vars.simulator_vm_config or "attested"
   if mode ~= "attested" and mode ~= "keep" then
     return nil, "simulator_vm_config must be 'attested' or 'keep', not '" .. mode .. "'"
   end
@@ -79,22 +79,22 @@ local function reconcile(run, h, dir)
 end
 
 --- Starts h's simulator; returns { address, socket, dir } or nil, err.
-function M.start(run, h)
-  local root, err = procs.workspace(run)
+function M.start(ctx, h)
+  local root, err = procs.workspace(ctx)
   if not root then return nil, err end
-  local seed, serr = collateral.seed(run)
+  local seed, serr = collateral.seed(ctx)
   if not seed then return nil, serr end
   local dir = root .. "/simulator-" .. h.name
   fs.mkdir(dir, { mode = 448 })
-  local src, srcerr = source(run, h)
+  local src, srcerr = source(ctx, h)
   if src == nil then return nil, srcerr end
   if src then copy(src, dir) end
   local toml_text, terr = fixtures.with_seed(fs.read(dir .. "/dstack.toml") or "", seed)
   if not toml_text then return nil, terr end
   fs.write(dir .. "/dstack.toml", toml_text, { mode = 384 })
-  local note, rerr = reconcile(run, h, dir)
+  local note, rerr = reconcile(ctx, h, dir)
   if rerr then return nil, rerr end
-  if note then run:note(note) end
+  if note then ctx:note(note) end
 
   local sock = dir .. "/" .. fixtures.socket_name(toml_text)
   -- sun_path holds 108 bytes: a longer path would only show as a bind error in its log.
@@ -102,14 +102,14 @@ function M.start(run, h)
     return nil, string.format("the simulator socket path %s is %d bytes, more than a Unix socket allows (107); "
       .. "set TMPDIR to a shorter directory or use a shorter KMS name", sock, #sock)
   end
-  local bin = procs.resolve(run.vars.simulator_binary)
-  local log = run.evidence:path("logs/simulator-" .. h.name .. ".log")
+  local bin = procs.resolve(ctx.vars.simulator_binary)
+  local log = ctx.evidence:path("logs/simulator-" .. h.name .. ".log")
   local p, perr = procs.spawn({ bin, "-c", dir .. "/dstack.toml" }, { cwd = dir, stdout = log, stderr = log },
     "simulator_binary", "dstack-simulator")
   if not p then return nil, perr end
-  run:defer("stop the simulator of " .. h.name .. " (" .. tostring(p) .. ")", function() p:kill(2) end,
+  ctx:defer("stop the simulator of " .. h.name .. " (" .. tostring(p) .. ")", function() p:kill(2) end,
     { kind = "process", pid = p.pid })
-  local limit = tonumber(run.vars.simulator_timeout) or 15
+  local limit = tonumber(ctx.vars.simulator_timeout) or 15
   local ok, why = procs.await(p, function() return fs.exists(sock) end, limit)
   if why == "EXITED" then
     return nil, procs.with_tail(string.format("the simulator '%s' exited (%s) before creating %s", bin, tostring(p), sock), log)

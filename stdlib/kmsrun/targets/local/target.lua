@@ -43,12 +43,12 @@ local PORT_RETRIES = 3
 -- KMSRUN_LOCAL_ETC_DIR replaces it in tests.
 T.ETC_DIR = os.getenv("KMSRUN_LOCAL_ETC_DIR") or "/etc/kms"
 
-local function etc_warning(run)
-  return procs.once(run, "etc", function()
+local function etc_warning(ctx)
+  return procs.once(ctx, "etc", function()
     for _, ext in ipairs({ "toml", "json" }) do
       local f = T.ETC_DIR .. "/kms." .. ext
       if fs.exists(f) then
-        run:note(string.format("warning: %s exists; dstack-kms merges it under kmsrun's kms.toml "
+        ctx:note(string.format("warning: %s exists; dstack-kms merges it under kmsrun's kms.toml "
           .. "(load_config/src/lib.rs:64-71), so every key kmsrun does not write comes from it", f))
       end
     end
@@ -58,11 +58,11 @@ end
 
 -- One KMS -------------------------------------------------------------------------------
 
-local function fixed_port(run, h)
-  local list, err = hostport.parse_list(run.vars.local_ports, "local_ports")
+local function fixed_port(ctx, h)
+  local list, err = hostport.parse_list(ctx.vars.local_ports, "local_ports")
   if not list then return nil, err end
   if #list == 0 then return false end
-  for i, k in ipairs(run.runbook.kmss) do
+  for i, k in ipairs(ctx.kmss) do
     if k == h then
       if not list[i] then return nil, string.format("local_ports lists %d port(s) but %s is KMS number %d", #list, h.name, i) end
       local ok, cerr, code = hostport.check(list[i])
@@ -115,61 +115,61 @@ function T.kms_toml(h, dir, port, trust)
   }
 end
 
-local function launch(run, h, dir, agent, port, trust)
+local function launch(ctx, h, dir, agent, port, trust)
   local config = dir .. "/kms.toml"
   local ok, werr = fs.write(config, T.kms_toml(h, dir, port, trust))
   if not ok then return nil, werr end
-  local bin = procs.resolve(run.vars.kms_binary)
+  local bin = procs.resolve(ctx.vars.kms_binary)
   local p, err = procs.spawn({ bin, "-c", config }, { cwd = dir, env = { DSTACK_AGENT_ADDRESS = agent },
     stdout = h.log_path, stderr = h.log_path }, "kms_binary", "dstack-kms")
   if not p then return nil, err end
   h.process = p
-  run:defer("stop " .. h.name .. " (" .. tostring(p) .. ")", function() p:kill(2) end, { kind = "process", pid = p.pid })
+  ctx:defer("stop " .. h.name .. " (" .. tostring(p) .. ")", function() p:kill(2) end, { kind = "process", pid = p.pid })
   return p
 end
 
-function T.auth_url_for_kms(run, auth)
+function T.auth_url_for_kms(ctx, auth)
   return auth.url
 end
 
 -- The guest agent of h: its own seeded simulator (after the collateral service), or
 -- none. Returns agent address, trust (or nil), or nil, err.
-local function guest_agent(run, h, root)
+local function guest_agent(ctx, h, root)
   if h.spec.attestation == false then
     -- No guest agent at all: an address where nothing will ever listen.
     return "unix:" .. root .. "/no-guest-agent/dstack.sock"
   end
-  local svc, cerr = collateral.start(run)
+  local svc, cerr = collateral.start(ctx)
   if not svc then return nil, cerr end
-  local sim, serr = simulator.start(run, h)
+  local sim, serr = simulator.start(ctx, h)
   if not sim then return nil, serr end
   h.simulator = sim
   return sim.address, { pccs = svc.url, roots = svc.roots }
 end
 
-function T.deploy(run, h)
+function T.deploy(ctx, h)
   local kerr = require("kmsrun.targets.knobs").refuse(h, T.name)
   if kerr then return nil, kerr end
-  local root, err = procs.workspace(run)
+  local root, err = procs.workspace(ctx)
   if not root then return nil, err end
-  etc_warning(run)
-  local fixed, ferr = fixed_port(run, h)
+  etc_warning(ctx)
+  local fixed, ferr = fixed_port(ctx, h)
   if fixed == nil then return nil, ferr end
-  local agent, trust = guest_agent(run, h, root)
+  local agent, trust = guest_agent(ctx, h, root)
   if not agent then return nil, trust end
   local dir = root .. "/" .. h.name
   fs.mkdir(dir .. "/certs")
   h.workdir, h.agent_address = dir, agent
-  h.log_path = run.evidence:path("logs/" .. h.name .. ".log")
-  local limit = tonumber(run.vars.local_start_timeout) or 20
+  h.log_path = ctx.evidence:path("logs/" .. h.name .. ".log")
+  local limit = tonumber(ctx.vars.local_start_timeout) or 20
   for attempt = 1, fixed and 1 or PORT_RETRIES do
     local port = fixed
     if not port then
       local perr
-      port, perr = procs.free_port(run)
+      port, perr = procs.free_port(ctx)
       if not port then return nil, perr end
     end
-    local p, lerr = launch(run, h, dir, agent, port, trust)
+    local p, lerr = launch(ctx, h, dir, agent, port, trust)
     if not p then return nil, lerr end
     local ok, serr, code = started(h, port, limit)
     if ok then
@@ -194,20 +194,20 @@ end
 
 --- The vm_config h's guest agent attests (from its attestation.bin), for the check
 -- that GetAttestationInfo reports the same OS image (capture_attestation).
-function T.attested_vm_config(run, h)
+function T.attested_vm_config(ctx, h)
   return h.attested_vm_config
 end
 
 --- After /finish the same port speaks TLS; the probe decides when. A KMS that
 -- exited instead (e.g. "Failed to onboard") is reported at once.
-function T.runtime_ready(run, h)
+function T.runtime_ready(ctx, h)
   if h.process and not h.process:running() then
     return nil, procs.with_tail(string.format("%s exited (%s)", h.name, tostring(h.process)), h.log_path)
   end
   return true
 end
 
-function T.remove(run, h)
+function T.remove(ctx, h)
   if h.process and h.process:running() then h.process:kill(2) end
   return true
 end
@@ -215,17 +215,17 @@ end
 -- Attested callers (dsl/attested.lua): a simulator's Attest over the caller's key. A
 -- KMS attests through its own simulator; an app gets a simulator of its own (its
 -- fixture files from simulator_dirs[<app>] or simulator_dir), started once.
-function T.attester(run, of)
-  return local_attested.attester(run, of, function()
+function T.attester(ctx, of)
+  return local_attested.attester(ctx, of, function()
     if of.__kind == "kms" then
       if not of.simulator then return nil, of.name .. " has no simulator yet (deploy it first)" end
       return of.simulator
     end
-    return procs.once(run, "simulator:" .. of.name, function() return simulator.start(run, of) end)
+    return procs.once(ctx, "simulator:" .. of.name, function() return simulator.start(ctx, of) end)
   end)
 end
 
-function T.log_tail(run, h, n)
+function T.log_tail(ctx, h, n)
   return h.log_path and tail(h.log_path, n) or ""
 end
 

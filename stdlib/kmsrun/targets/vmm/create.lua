@@ -15,17 +15,17 @@ local function forward(address, host_port, vm_port)
 end
 
 --- The VmConfiguration. p = {kms =, agent = (nil: no guest-agent forward)}.
-function M.config(run, v, p)
-  local address = run.vars.vmm_forward_address or "127.0.0.1"
+function M.config(ctx, v, p)
+  local address = ctx.vars.vmm_forward_address or "127.0.0.1"
   local list = json.array { forward(address, p.kms, compose.VM_PORT) }
   if p.agent then list[#list + 1] = forward(address, p.agent, guest_agent.PORT) end
   return json.ordered {
     "name", v.name,
     "image", v.os_image,
     "compose_file", v.compose_file,
-    "vcpu", math.tointeger(tonumber(run.vars.vmm_vcpu)) or 2,
-    "memory", math.tointeger(tonumber(run.vars.vmm_memory)) or 4096,
-    "disk_size", math.tointeger(tonumber(run.vars.vmm_disk)) or 20,
+    "vcpu", math.tointeger(tonumber(ctx.vars.vmm_vcpu)) or 2,
+    "memory", math.tointeger(tonumber(ctx.vars.vmm_memory)) or 4096,
+    "disk_size", math.tointeger(tonumber(ctx.vars.vmm_disk)) or 20,
     "ports", list,
     "kms_urls", json.array(),
     "gateway_urls", json.array(),
@@ -35,20 +35,20 @@ function M.config(run, v, p)
   }
 end
 
-local function index_of(run, h)
-  for i, k in ipairs(run.runbook.kmss) do if k == h then return i end end
+local function index_of(ctx, h)
+  for i, k in ipairs(ctx.kmss) do if k == h then return i end end
   return nil
 end
 
 --- The host ports of attempt n: {kms =, agent =}, fixed (from vmm_ports) or
 -- picked in vmm_port_range. Returns p, fixed or nil, err.
-function M.ports_for(run, h, ranges, attempt, want_agent)
-  local fixed, err = ports.parse_fixed(run.vars.vmm_ports)
+function M.ports_for(ctx, h, ranges, attempt, want_agent)
+  local fixed, err = ports.parse_fixed(ctx.vars.vmm_ports)
   if not fixed then return nil, err end
   local p = {}
   if #fixed > 0 then
     if attempt > 1 then return nil end
-    local i = index_of(run, h)
+    local i = index_of(ctx, h)
     local f = fixed[i]
     if not f then return nil, string.format("vmm_ports lists %d port(s) but %s is KMS number %d", #fixed, h.name, i or 0) end
     p.kms, p.agent = f.kms, f.agent
@@ -74,15 +74,15 @@ end
 
 --- GetComposeHash (cross-check) then CreateVm; retries a port clash with other
 -- ports. record() is called whenever v changes. Returns id, p or nil, err.
-function M.create(run, h, v, c, opts)
-  local ranges, rerr = ports.parse_range(run.vars.vmm_port_range or ports.DEFAULT_RANGE)
+function M.create(ctx, h, v, c, opts)
+  local ranges, rerr = ports.parse_range(ctx.vars.vmm_port_range or ports.DEFAULT_RANGE)
   if not ranges then return nil, rerr end
   local err
   for attempt = 1, M.RETRIES do
-    local p, perr = M.ports_for(run, h, ranges, attempt, opts.guest_agent)
+    local p, perr = M.ports_for(ctx, h, ranges, attempt, opts.guest_agent)
     if not p then return nil, perr or string.format("no usable host port: %s", tostring(err)) end
     local fixed = perr
-    local config = M.config(run, v, p)
+    local config = M.config(ctx, v, p)
     if attempt == 1 then
       local hres, herr, hcode = c:call("GetComposeHash", config)
       if type(hres) == "table" then

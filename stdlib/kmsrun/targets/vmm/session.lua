@@ -65,8 +65,8 @@ local function host_of(where)
   return host or "127.0.0.1"
 end
 
-local function build(run)
-  local v = run.vars
+local function build(ctx)
+  local v = ctx.vars
   local url = pick(v.vmm_url, "DSTACK_VMM_URL")
   local creds = {
     token = pick(v.vmm_token, "DSTACK_VMM_TOKEN"),
@@ -113,13 +113,14 @@ function M.check_image(s, name)
   return choose_image(s.client, name)
 end
 
---- The run's session, or nil, err (the same error for every caller).
-function M.get(run)
-  local state = run.vmm_session_state
+--- The run's session, or nil, err (the same error for every caller). It lives in
+-- the target's own state (ctx.state), one per run.
+function M.get(ctx)
+  local state = ctx.state.vmm_session
   if not state then
     state = { loading = true }
-    run.vmm_session_state = state
-    local ok, s, err = pcall(build, run)
+    ctx.state.vmm_session = state
+    local ok, s, err = pcall(build, ctx)
     if not ok and task.is_cancelled(s) then
       state.err, state.loading = tostring(s), false
       error(s, 0)
@@ -132,6 +133,11 @@ function M.get(run)
   while state.loading do time.sleep(0.01) end
   if state.err then return nil, state.err end
   return state.session
+end
+
+--- The session if one was built (nil before the first deploy or after it failed).
+function M.current(ctx)
+  return ctx.state.vmm_session and ctx.state.vmm_session.session
 end
 
 return M
