@@ -52,3 +52,30 @@ T.test("a deadline that had already passed is never 'timed out after -0.0044 s'"
   T.ok(not tostring(err):find("after %-"), tostring(err))
   T.contains(tostring(err), "step 'late' timed out: its deadline had already passed")
 end)
+
+T.test("a traceback shows the runbook's frames where the error was raised, not the re-raise", function()
+  local dir = kit.tmpdir()
+  assert(fs.write(dir .. "/tb.lua", table.concat({
+    'runbook { description = "tracebacks" }',
+    "local function helper(x)",
+    "  return x.field.deeper",
+    "end",
+    'case("in a step", function() step("inner", function() helper({}) end) end)',
+    'case("in the case", function() helper({}) end)',
+    'case("a table error", function() step("t", function() error({ code = 8 }) end) end)',
+  }, "\n") .. "\n"))
+  local r = kit.kmsrun(dir, { dir .. "/tb.lua", "--keep-going", "--out", dir .. "/out" })
+  T.eq(r.code, 2, r.stderr)
+  local report = json.decode(fs.read(dir .. "/out/report.json"))
+  for i, line in ipairs({ 5, 6 }) do
+    local e = report.cases[i].error
+    T.contains(e, "tb.lua:3: in upvalue 'helper'")
+    T.contains(e, "tb.lua:" .. line .. ": in function")
+    T.ok(not e:find("deadlines.lua", 1, true) and not e:find("task.lua", 1, true), "no re-raise frames: " .. e)
+  end
+  T.contains(report.cases[3].error, "error object (table): {code = 8}")
+  T.contains(report.cases[3].error, "tb.lua:7: in function")
+  T.contains(report.cases[3].steps[1].actual, "error object (table): {code = 8}")
+  T.contains(r.stdout, "tb.lua:3: in upvalue 'helper'")
+  fs.remove(dir)
+end)

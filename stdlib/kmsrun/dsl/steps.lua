@@ -2,6 +2,7 @@
 -- actual, status, duration, runbook location). A failed expectation raises a
 -- StepFailure, which ends the case and names the step, the expected and the actual.
 local time = require "kmsrun.time"
+local task = require "kmsrun.lib.task"
 local api = require "kmsrun.dsl.api"
 local events = require "kmsrun.report.events"
 
@@ -47,7 +48,7 @@ function M.run(name, fn, ...)
   step.policies = ctx.run:policy_state()
   events.emit("step_start", { case = ctx.case.name, step = name, location = step.location, phase = ctx.kind })
   ctx.run.console:step_start(step)
-  local results = table.pack(pcall(fn, step, ...))
+  local results = table.pack(task.pcall(fn, step, ...))
   ctx.depth = ctx.depth - 1
   ctx.step = nil
   step.duration = time.now() - step.started
@@ -66,7 +67,7 @@ function M.run(name, fn, ...)
       step.status, step.code = "timeout", "TIMEOUT"
       step.actual = "no result before the deadline; waiting for: " .. ctx.run:expiring()
     elseif step.status == "error" then
-      step.actual = tostring(e)
+      step.actual = task.error_text(e)
     end
   end
   local last = ctx.case.last_rpc

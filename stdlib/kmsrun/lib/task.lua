@@ -51,6 +51,32 @@ function M.error_text(e)
   return string.format("error object (%s): %s", type(e), describe(e))
 end
 
+-- A traceback of e taken where it was raised, cut where the protected call began:
+-- the frames below are the caller's machinery, not the code that failed.
+local function traceback_of(e)
+  local tb = debug.traceback(M.error_text(e), 3)
+  local cut = tb:find("\n\t%[C%]: in function 'xpcall'")
+  return cut and tb:sub(1, cut - 1) or tb
+end
+
+-- The traceback of the error a task is unwinding with, kept from the innermost
+-- M.pcall that saw it: re-raised by the layers above (steps, deadlines), the
+-- error keeps the frames of the code that raised it.
+local function remember(e)
+  local t = M.current()
+  if not t or rawequal(e, core.CANCELLED) then return e end
+  if not (t.origin and rawequal(t.origin.error, e)) then
+    t.origin = { error = e, traceback = traceback_of(e) }
+  end
+  return e
+end
+
+--- pcall that keeps, for the running task, the traceback of the error where it was
+-- raised (the task's traceback then shows the failing code, not the re-raise).
+function M.pcall(fn, ...)
+  return xpcall(fn, remember, ...)
+end
+
 --- Runs fn(...) in a new task; returns the task handle.
 function M.spawn(fn, ...)
   if type(fn) ~= "function" then error("task.spawn: fn must be a function, got " .. type(fn), 2) end
@@ -59,7 +85,8 @@ function M.spawn(fn, ...)
     t.started = true
     local traceback
     local function handler(e)
-      traceback = debug.traceback(M.error_text(e), 2)
+      if t.origin and rawequal(t.origin.error, e) then traceback = t.origin.traceback
+      else traceback = debug.traceback(M.error_text(e), 2) end
       return e
     end
     finish(t, xpcall(fn, handler, ...))

@@ -92,7 +92,7 @@ function Run:guard(seconds, what, fn)
     expiring[self] = nil
     if task.current() ~= watchdog then watchdog:cancel() end
   end })
-  local results = table.pack(pcall(fn))
+  local results = table.pack(task.pcall(fn))
   if expired then
     error(setmetatable({ what = what, seconds = limit, waiting = expired }, Timeout), 0)
   end
