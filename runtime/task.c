@@ -55,38 +55,6 @@ static struct {
 static const char WAITS_KEY = 'w'; /* registry: thread -> lightuserdata(kr_wait) */
 static const char SIGNAL_KEY = 's'; /* registry: Lua signal callback */
 static const char TASKS_KEY = 't'; /* registry: weak set of coroutines started as tasks */
-static const char CANCELLED_KEY = 'c'; /* registry: the cancellation sentinel */
-
-/* [-0, +0, v] Raise the one cancellation value. A unique object, not a message:
- * no text a runbook or a server raises ("upstream said: cancelled") can pass for
- * it, and lua_error prepends no position. */
-static int raise_cancelled(lua_State *L)
-{
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &CANCELLED_KEY);
-    return lua_error(L);
-}
-
-static int cancelled_tostring(lua_State *L)
-{
-    lua_pushliteral(L, "cancelled");
-    return 1;
-}
-
-/* [-0, +0, m] Creates the sentinel: an empty table whose __tostring reads
- * "cancelled" (the reports and messages that print it), metatable protected. */
-static void make_cancelled(lua_State *L)
-{
-    lua_newtable(L);
-    lua_createtable(L, 0, 3);
-    lua_pushcfunction(L, cancelled_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pushliteral(L, "cancelled");
-    lua_setfield(L, -2, "__name");
-    lua_pushboolean(L, 0);
-    lua_setfield(L, -2, "__metatable");
-    lua_setmetatable(L, -2);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &CANCELLED_KEY);
-}
 
 static int is_task(lua_State *L)
 {
@@ -119,7 +87,7 @@ static void preempt_hook(lua_State *L, lua_Debug *ar)
     if (L == loop.raise_in) {
         loop.raise_in = NULL;
         lua_sethook(L, preempt_hook, LUA_MASKCOUNT, HOOK_COUNT);
-        raise_cancelled(L);
+        kr_raise_cancelled(L);
         return;
     }
     /* Only the coroutine the loop resumed: a yield from a plain coroutine nested in
@@ -306,7 +274,7 @@ static int wait_continue(lua_State *L, int status, lua_KContext kctx)
             lua_pop(L, n);
         }
         wait_free(L, w);
-        return raise_cancelled(L);
+        return kr_raise_cancelled(L);
     }
     int n = w->push ? w->push(L, w->ctx) : 0;
     wait_free(L, w);
@@ -532,33 +500,6 @@ static int l_on_signal(lua_State *L)
     return 0;
 }
 
-/* The host's own error texts go through the writer Lua installs (the terminal's
- * redaction boundary), so a secret inside an error message is scrubbed there too. */
-static char ERROR_WRITER_KEY;
-
-static int l_set_error_writer(lua_State *L)
-{
-    luaL_checktype(L, 1, LUA_TFUNCTION);
-    lua_pushvalue(L, 1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &ERROR_WRITER_KEY);
-    return 0;
-}
-
-void kr_error_write(lua_State *L, const char *prefix, const char *msg)
-{
-    int top = lua_gettop(L);
-    if (!msg) msg = "(non-string error)";
-    if (lua_checkstack(L, 4) && lua_rawgetp(L, LUA_REGISTRYINDEX, &ERROR_WRITER_KEY) == LUA_TFUNCTION) {
-        lua_pushfstring(L, "%s%s\n", prefix, msg);
-        if (lua_pcall(L, 1, 0, 0) == LUA_OK) {
-            lua_settop(L, top);
-            return;
-        }
-    }
-    lua_settop(L, top);
-    fprintf(stderr, "%s%s\n", prefix, msg);
-}
-
 static const kr_func core_funcs[] = {
     {"start", l_start, "start(co, ...)", "nothing",
      "Schedules the fresh coroutine `co` to run on the next loop turn with the given arguments. "
@@ -588,7 +529,7 @@ static const kr_func core_funcs[] = {
      "task and must not wait; it typically spawns a task that cancels the run and cleans up. Busy Lua code is "
      "preempted every few milliseconds (a count hook yields the running task), so signals and timers reach "
      "code that never waits."},
-    {"set_error_writer", l_set_error_writer, "set_error_writer(fn)", "nothing",
+    {"set_error_writer", kr_set_error_writer, "set_error_writer(fn)", "nothing",
      "Makes the host write its own error texts (an uncaught error, a failing HTTP handler) by calling "
      "`fn(text)` instead of writing to stderr, so they pass the same filter as every other output."},
     {NULL, NULL, NULL, NULL, NULL}};
@@ -598,7 +539,7 @@ static const kr_module core_module = {"kmsrun.core", "the event loop and task pr
 int luaopen_kmsrun_core(lua_State *L)
 {
     kr_newmodule(L, &core_module);
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &CANCELLED_KEY);
+    kr_push_cancelled(L);
     lua_setfield(L, -2, "CANCELLED");
     return 1;
 }
@@ -631,7 +572,7 @@ int kr_loop_init(lua_State *L)
     lua_setfield(L, -2, "__mode");
     lua_setmetatable(L, -2);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &TASKS_KEY);
-    make_cancelled(L);
+    kr_cancelled_init(L);
     return 0;
 }
 

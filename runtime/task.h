@@ -26,8 +26,17 @@ typedef int (*kr_push_fn)(lua_State *L, void *ctx);
 typedef void (*kr_cancel_fn)(void *ctx);
 
 /* Writes prefix, msg and a newline through the writer set by core.set_error_writer
- * (the redacting terminal), or to stderr when none is set or it fails. */
+ * (the redacting terminal), or to stderr when none is set or it fails
+ * (task_error_writer.c, with core.set_error_writer itself). */
 void kr_error_write(lua_State *L, const char *prefix, const char *msg);
+int kr_set_error_writer(lua_State *L);
+
+/* The cancellation sentinel (task_cancelled.c). kr_cancelled_init creates it
+ * (kr_loop_init calls it); [-0, +0, v] kr_raise_cancelled raises it as is;
+ * [-0, +1, -] kr_push_cancelled pushes it. */
+void kr_cancelled_init(lua_State *L);
+int kr_raise_cancelled(lua_State *L);
+void kr_push_cancelled(lua_State *L);
 
 /* Loop lifetime. */
 struct event_base *kr_loop_base(void);
