@@ -13,12 +13,13 @@ function M.check_save_name(what, name)
   if bad then api.usage_error(what .. ": " .. bad) end
 end
 
-function M.run()
+--- The running Run; `what` names the actions in the error raised while the runbook loads.
+function M.run(what)
   local ctx = steps.context()
   if not ctx or not ctx.run then
     -- Called while the runbook loads (declarations only): say so at the runbook's line.
-    api.usage_error("actions (deploy, wait_ready, rpc, set_policy, step, sleep, log, save, archive, parallel, ...) "
-      .. "run only inside setup(), a case or teardown(), not while the runbook loads")
+    api.usage_error((what or "actions (deploy, wait_ready, rpc, set_policy, step, sleep, log, save, archive, parallel, ...)")
+      .. " run only inside setup(), a case or teardown(), not while the runbook loads")
   end
   return ctx.run
 end

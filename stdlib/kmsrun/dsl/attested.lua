@@ -13,14 +13,8 @@ local policies = require "kmsrun.kms.policies"
 
 local M = {}
 
-local function run()
-  local ctx = steps.context()
-  if not ctx or not ctx.run then
-    api.usage_error("attested_client, cert_request and expect_cert_chain run only inside setup(), a case or "
-      .. "teardown(), not while the runbook loads")
-  end
-  return ctx.run
-end
+local action_context = require "kmsrun.dsl.action_context"
+local function run() return action_context.run("attested_client, cert_request and expect_cert_chain") end
 
 local IDENTITY_FIELDS = { "app_id", "compose_hash", "instance_id", "device_id", "os_image_hash", "mr_aggregated",
   "mr_system", "tcb_status" }
