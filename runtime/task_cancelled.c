@@ -2,8 +2,6 @@
  * cancelled task, and what kmsrun.core exposes as CANCELLED. */
 #include "task.h"
 
-#include <lauxlib.h>
-
 static const char CANCELLED_KEY = 'c'; /* registry: the cancellation sentinel */
 
 /* [-0, +0, v] Raise the one cancellation value. A unique object, not a message:
@@ -11,7 +9,7 @@ static const char CANCELLED_KEY = 'c'; /* registry: the cancellation sentinel */
  * it, and lua_error prepends no position. */
 int kr_raise_cancelled(lua_State *L)
 {
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &CANCELLED_KEY);
+    kr_push_cancelled(L);
     return lua_error(L);
 }
 

@@ -6,7 +6,6 @@
 -- Every VM created is removed at the end — also on failure and Ctrl-C — unless
 -- keep_vms=true.
 local crypto = require "kmsrun.crypto"
-local fs = require "kmsrun.fs"
 local compose = require "kmsrun.targets.vmm.compose"
 local create = require "kmsrun.targets.vmm.create"
 local evidence = require "kmsrun.targets.vmm.evidence"
